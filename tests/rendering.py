@@ -1,0 +1,95 @@
+"""Render the template and prepare rendered projects: the one place tests do that."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import copier
+
+TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_ANSWERS: dict[str, object] = {
+    "project_name": "My Service",
+    "description": "A FastAPI service with Celery workers",
+    "author_name": "Test Author",
+    "author_email": "author@example.com",
+}
+
+
+def available_python_versions() -> list[str]:
+    """The python_version choices whose interpreter exists on this machine."""
+    return [v for v in ("3.11", "3.12", "3.13") if shutil.which(f"python{v}")]
+
+
+@dataclass(frozen=True)
+class RenderedProject:
+    path: Path
+    answers: dict[str, object]
+
+    @property
+    def package_name(self) -> str:
+        return str(self.answers.get("package_name", "my_service"))
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the project's own uv environment."""
+        return subprocess.run(
+            ["uv", "run", "--frozen", "--no-sync", *args],
+            cwd=self.path,
+            env=project_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def sync(self) -> None:
+        """Create the project's own environment (lock + install, dev group included)."""
+        result = subprocess.run(
+            ["uv", "sync", "--quiet"],
+            cwd=self.path,
+            env=project_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"uv sync failed in {self.path}:\n{result.stdout}\n{result.stderr}")
+
+
+def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a rendered project's commands: no leakage from ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_PROJECT"))}
+    env.pop("PYTHONPATH", None)
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def render(destination: Path, **answers: object) -> RenderedProject:
+    """Render the working tree of the template into destination."""
+    data = {**DEFAULT_ANSWERS, **answers}
+    copier.run_copy(
+        str(TEMPLATE_ROOT),
+        destination,
+        data=data,
+        defaults=True,
+        unsafe=True,
+        vcs_ref="HEAD",
+        quiet=True,
+    )
+    return RenderedProject(destination, copier_answers(destination))
+
+
+def copier_answers(project: Path) -> dict[str, object]:
+    import yaml
+
+    loaded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    return {k: v for k, v in loaded.items() if not k.startswith("_")}
