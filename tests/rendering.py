@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -22,7 +23,20 @@ DEFAULT_ANSWERS: dict[str, object] = {
 
 def available_python_versions() -> list[str]:
     """The python_version choices whose interpreter exists on this machine."""
-    return [v for v in ("3.11", "3.12", "3.13") if shutil.which(f"python{v}")]
+    return [v for v in ("3.11", "3.12", "3.13") if _interpreter_runs(f"python{v}")]
+
+
+@functools.cache
+def _interpreter_runs(name: str) -> bool:
+    # A pyenv shim exists for every installed version but fails unless that version is
+    # enabled (`pyenv global 3.11.7 3.12.1 3.13.0`), so finding it on PATH is not enough.
+    if shutil.which(name) is None:
+        return False
+    try:
+        result = subprocess.run([name, "-c", ""], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
 
 
 @dataclass(frozen=True)
@@ -63,9 +77,19 @@ class RenderedProject:
             raise RuntimeError(f"uv sync failed in {self.path}:\n{result.stdout}\n{result.stderr}")
 
 
+_OUTER_SERVICE_VARS = frozenset({"REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"})
+
+
 def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a rendered project's commands: no leakage from ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_PROJECT"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        # PYTEST_*: our own pytest's (PYTEST_ADDOPTS, PYTEST_XDIST_WORKER, ...) must not
+        # reach a nested pytest; service URLs only come in through `extra`.
+        if not k.startswith(("VIRTUAL_ENV", "UV_PROJECT", "PYTEST_"))
+        and k not in _OUTER_SERVICE_VARS
+    }
     env.pop("PYTHONPATH", None)
     env["UV_PYTHON_DOWNLOADS"] = "never"
     if extra:

@@ -1,0 +1,50 @@
+"""Fixtures shared by the template's tests.
+
+- User Copier settings never leak into renders (COPIER_SETTINGS_PATH -> an empty mapping).
+- pytest-copie always renders this repository, whatever directory pytest runs from.
+- `rendered_projects`: one rendered (and, on demand, `uv sync`ed) default project per
+  python_version per pytest session (per xdist worker; see tests/projects.py for how the
+  tests keep one python version on one worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.projects import RenderedProjects
+from tests.rendering import TEMPLATE_ROOT
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-copie renders the directory given by --template (default "."), so running
+    # pytest from tests/ or anywhere else would render the wrong directory or refuse.
+    # Pin it to this repository unless --template was given explicitly.
+    args = config.invocation_params.args
+    if not any(str(a) == "--template" or str(a).startswith("--template=") for a in args):
+        config.option.template = str(TEMPLATE_ROOT)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_copier_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point Copier at a settings file with no defaults and no trusted repositories.
+
+    A developer's own settings file (defaults for author_name, trust lists, ...) would
+    otherwise change what the tests render. The file holds `{}` rather than nothing:
+    Copier 9.19 rejects a truly empty settings file.
+    """
+    settings = tmp_path_factory.mktemp("copier-settings") / "settings.yml"
+    settings.write_text("{}\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COPIER_SETTINGS_PATH", str(settings))
+        yield settings
+
+
+@pytest.fixture(scope="session")
+def rendered_projects(
+    tmp_path_factory: pytest.TempPathFactory, isolated_copier_settings: Path
+) -> RenderedProjects:
+    """Default-answer projects, rendered once per python_version and synced on demand."""
+    return RenderedProjects(tmp_path_factory.mktemp("rendered"))
