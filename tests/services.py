@@ -8,8 +8,11 @@ green by skipping everything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -55,20 +58,48 @@ def require_redis() -> str:
     return f"redis://{REDIS_HOST}:{REDIS_PORT}"
 
 
-def worker_index() -> int:
-    """0 for a plain pytest run or xdist worker gw0, 1 for gw1, and so on."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    digits = worker.removeprefix("gw")
-    return int(digits) if digits.isdigit() else 0
+REDIS_LOCK_KEY = "fastapi-celery-template:tests:db-lock:{db}"
 
 
-def redis_db(purpose: int = 0) -> int:
-    """A Redis database number for this xdist worker that other test runs are unlikely to use.
+@contextlib.contextmanager
+def redis_database(candidates: range = range(8, 16), lease_seconds: int = 1800) -> Iterator[str]:
+    """Claim one database of the machine's Redis for the `with` block; yield its URL.
 
-    Redis has databases 0-15; 0 and 1 are the rendered service's defaults, so tests use
-    8-15. `purpose` (0 or 1) separates two uses within one worker (e.g. broker and
-    results); workers gw0-gw3 get distinct numbers.
+    The database is flushed before and after. It is claimed with `SET NX EX` of a lock
+    key in db 0 (the same scheme as tests/boot.py, which uses databases 2-7), so xdist
+    workers and concurrent test runs on this machine never share one. Databases 0 and 1
+    are the rendered service's defaults and are never used.
     """
-    if purpose not in (0, 1):
-        raise ValueError("purpose must be 0 or 1")
-    return 8 + (worker_index() * 2 + purpose) % 8
+    import redis
+
+    base = require_redis()
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    control = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0, socket_timeout=5)
+    claimed: int | None = None
+    try:
+        for db in candidates:
+            if control.set(REDIS_LOCK_KEY.format(db=db), owner, nx=True, ex=lease_seconds):
+                claimed = db
+                break
+        if claimed is None:
+            pytest.fail(
+                f"no free Redis database among {list(candidates)}: other test runs hold them, "
+                f"or stale '{REDIS_LOCK_KEY.format(db='*')}' keys in db 0 "
+                f"(they expire after {lease_seconds} s)",
+                pytrace=False,
+            )
+        database = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=claimed, socket_timeout=5)
+        database.flushdb()
+        try:
+            yield f"{base}/{claimed}"
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                database.flushdb()
+            database.close()
+    finally:
+        if claimed is not None:
+            key = REDIS_LOCK_KEY.format(db=claimed)
+            with contextlib.suppress(redis.RedisError):
+                if control.get(key) == owner.encode():
+                    control.delete(key)
+        control.close()

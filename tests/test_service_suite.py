@@ -1,7 +1,7 @@
 """The rendered project's own test suite passes in its own environment.
 
 Once without REDIS_URL (its integration tests must skip, the rest must pass) and once
-against the machine's Redis in a database of this xdist worker's own (its integration
+against the machine's Redis in a database claimed for the test (its integration
 tests must run, none skipped).
 """
 
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.projects import RenderedProjects, python_version_params
 from tests.rendering import RenderedProject
-from tests.services import redis_db, require_redis
+from tests.services import redis_database
 
 pytestmark = pytest.mark.parametrize("python_version", python_version_params())
 
@@ -66,16 +65,9 @@ def report(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis URL with a database of this worker's own, empty before and after the test."""
-    base = require_redis()
-    url = f"{base}/{redis_db(0)}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
+    """A Redis URL with a database claimed for this test, empty before and after."""
+    with redis_database() as url:
         yield url
-    finally:
-        client.flushdb()
-        client.close()
 
 
 def test_suite_passes_without_redis(
