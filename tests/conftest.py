@@ -9,10 +9,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The helpers can be imported as `tests.rendering` (tests/ is a package) or, as the boot
+# tests do, as plain `rendering`, `services`, `boot`: put tests/ on the path for the latter.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
 
 from tests.projects import RenderedProjects
 from tests.rendering import TEMPLATE_ROOT
