@@ -1,0 +1,540 @@
+"""Helpers that boot a rendered service and talk to it: the one place tests do that.
+
+- `free_port()` / `closed_port()`: a TCP port on 127.0.0.1 that is free / that refuses.
+- `ServiceProcess`: a command of a rendered project (`uv run --frozen --no-sync ...`) run in
+  its own process group, logged to a file, waited on until ready, stopped on exit.
+- `SmtpSink`: an SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message.
+- `WebhookReceiver`: an HTTP server on 127.0.0.1 that records every request.
+- `read_sse()`: the events of a server-sent-events stream, with an overall deadline.
+- `redis_databases()`: Redis database numbers claimed for one test run, flushed before/after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.message
+import email.policy
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from tests.rendering import project_env
+
+LOG_TAIL_LINES = 60
+
+
+# --------------------------------------------------------------------------------------
+# Ports
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def closed_port() -> int:
+    """A port that refuses connections: a free port, checked to refuse."""
+    for _ in range(20):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no closed port found on 127.0.0.1")
+
+
+# --------------------------------------------------------------------------------------
+# Processes
+
+
+class ServiceNotReady(RuntimeError):
+    """A service exited or did not become ready in time; the message holds its log tail."""
+
+
+@dataclass
+class ServiceProcess:
+    """Run `uv run --frozen --no-sync *args` in `cwd` until the `with` block ends.
+
+    Ready when `ready_url` answers (with `ready_status`, or any status if None) and/or when
+    `ready_log` (a regex) appears in the log. Output (stdout and stderr) goes to `log_path`.
+    On exit: SIGTERM to the process group, SIGKILL after `stop_timeout` seconds. If the
+    block raised, the log tail is printed (pytest shows it with the failure).
+    """
+
+    name: str
+    args: list[str]
+    cwd: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    ready_url: str | None = None
+    ready_status: int | None = 200
+    ready_log: str | None = None
+    ready_timeout: float = 60.0
+    stop_timeout: float = 10.0
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> ServiceProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"$ uv run --frozen --no-sync {' '.join(self.args)}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                ["uv", "run", "--frozen", "--no-sync", *self.args],
+                cwd=self.cwd,
+                env=project_env(self.env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() reaches every child
+            )
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        url_ok = self.ready_url is None
+        log_ok = self.ready_log is None
+        last_error = ""
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise ServiceNotReady(self.describe(f"{self.name} exited before it was ready"))
+            if not log_ok and self.ready_log is not None:
+                log_ok = re.search(self.ready_log, self.log_text()) is not None
+            if not url_ok and self.ready_url is not None:
+                try:
+                    response = httpx.get(self.ready_url, timeout=2)
+                except httpx.HTTPError as exc:
+                    last_error = repr(exc)
+                else:
+                    url_ok = self.ready_status is None or response.status_code == self.ready_status
+                    last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+            if url_ok and log_ok:
+                return
+            time.sleep(0.1)
+        raise ServiceNotReady(
+            self.describe(
+                f"{self.name} not ready after {self.ready_timeout:.0f} s "
+                f"(url ok: {url_ok}, log ok: {log_ok}, last probe: {last_error or '-'})"
+            )
+        )
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            self._kill_group()
+            return
+        self._signal_group(signal.SIGTERM)
+        try:
+            process.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            process.wait(timeout=10)
+        self._kill_group()  # children that outlived their parent
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, sig)
+
+    def _kill_group(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        if exc is not None and not isinstance(exc, ServiceNotReady):
+            print(self.describe(f"{self.name} stopped after an error"))
+
+    # -- inspection ------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        with contextlib.suppress(FileNotFoundError), self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+        return ""
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def wait_for_log(self, pattern: str, timeout: float, since: int = 0) -> re.Match[str]:
+        """Wait until `pattern` appears in the log (after byte offset `since`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.log_since(since))
+            if match is not None:
+                return match
+            if time.monotonic() >= deadline:
+                raise AssertionError(self.describe(f"{pattern!r} not in {self.name}'s log"))
+            time.sleep(0.1)
+
+    def describe(self, headline: str, lines: int = LOG_TAIL_LINES) -> str:
+        code = None if self.process is None else self.process.poll()
+        status = "running" if code is None else f"exit code {code}"
+        return (
+            f"{headline} [{status}; full log: {self.log_path}]\n"
+            f"----- last {lines} lines of {self.name} -----\n{self.log_tail(lines)}\n"
+            f"----- end of {self.name} -----"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# SMTP sink
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: email.message.EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def body(self) -> str:
+        part = self.message.get_body(preferencelist=("plain", "html"))
+        if part is None:
+            return ""
+        return str(part.get_content())  # type: ignore[attr-defined]
+
+
+class SmtpSink:
+    """An SMTP server on 127.0.0.1:<free port> that keeps each message it accepts.
+
+    `reject` and `defer`: recipient predicates; a matching RCPT TO gets a permanent
+    (550) or a one-time temporary (451, accepted on the next attempt) refusal.
+    """
+
+    def __init__(
+        self,
+        reject: Callable[[str], bool] = lambda _: False,
+        defer_once: Callable[[str], bool] = lambda _: False,
+    ) -> None:
+        self.port = free_port()
+        self.messages: list[ReceivedMail] = []
+        self.refusals: list[tuple[str, str]] = []
+        self._reject = reject
+        self._defer_once = defer_once
+        self._deferred: set[str] = set()
+        self._changed = threading.Condition()
+        self._controller: Any = None
+
+    # aiosmtpd handler hooks ----------------------------------------------------------
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        with self._changed:
+            if self._reject(address):
+                self.refusals.append((address, "550"))
+                self._changed.notify_all()
+                return "550 5.1.1 Mailbox unavailable"
+            if self._defer_once(address) and address not in self._deferred:
+                self._deferred.add(address)
+                self.refusals.append((address, "451"))
+                self._changed.notify_all()
+                return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
+        with self._changed:
+            self.messages.append(
+                ReceivedMail(str(envelope.mail_from), list(envelope.rcpt_tos), message)
+            )
+            self._changed.notify_all()
+        return "250 Message accepted for delivery"
+
+    # lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> SmtpSink:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+
+    def wait_for(self, predicate: Callable[[ReceivedMail], bool], timeout: float) -> ReceivedMail:
+        """The first message matching `predicate`, waiting up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for mail in self.messages:
+                    if predicate(mail):
+                        return mail
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no matching mail within {timeout} s; received: "
+                        f"{[(m.rcpt_tos, m.subject) for m in self.messages]}, "
+                        f"refused: {self.refusals}"
+                    )
+                self._changed.wait(remaining)
+
+
+# --------------------------------------------------------------------------------------
+# Webhook receiver
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lowercased
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1:<free port> that records each request and answers
+    `status_for(path)` (200 unless told otherwise)."""
+
+    def __init__(self, status_for: Callable[[str], int] = lambda _: 200) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = ReceivedRequest(
+                    method=self.command,
+                    path=self.path,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                )
+                with receiver._changed:
+                    receiver.requests.append(request)
+                    receiver._changed.notify_all()
+                status = status_for(self.path)
+                payload = b'{"ok": true}' if status < 400 else b'{"ok": false}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_POST = do_PUT = do_GET = _record
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait_for(
+        self, predicate: Callable[[ReceivedRequest], bool], timeout: float
+    ) -> ReceivedRequest:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for request in self.requests:
+                    if predicate(request):
+                        return request
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no matching request within {timeout} s; received: "
+                        f"{[(r.method, r.path, r.body[:200]) for r in self.requests]}"
+                    )
+                self._changed.wait(remaining)
+
+
+# --------------------------------------------------------------------------------------
+# Server-sent events
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    event: str
+    data: str
+    id: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class SseTimeout(AssertionError):
+    def __init__(self, message: str, events: list[SseEvent]) -> None:
+        super().__init__(f"{message}; events so far: {events}")
+        self.events = events
+
+
+def parse_sse_lines(lines: Iterator[str]) -> Iterator[SseEvent]:
+    """Events from the lines of a text/event-stream (comments, e.g. pings, are skipped)."""
+    event, data, event_id = "", [], None
+    for line in lines:
+        if line == "":
+            if data:
+                yield SseEvent(event or "message", "\n".join(data), event_id)
+            event, data, event_id = "", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+
+
+def read_sse(
+    url: str,
+    *,
+    timeout: float,
+    until: frozenset[str] = frozenset({"complete", "failure"}),
+    on_open: Callable[[httpx.Response], None] | None = None,
+) -> tuple[httpx.Response, list[SseEvent]]:
+    """Read a stream until an event named in `until` (inclusive) or the stream ends.
+
+    Raises SseTimeout after `timeout` seconds in all. The stream should send keep-alive
+    pings well within `timeout` for the deadline to be checked in time. A non-200 answer
+    is returned with no events (its body read).
+    """
+    deadline = time.monotonic() + timeout
+    events: list[SseEvent] = []
+    client_timeout = httpx.Timeout(timeout, connect=5)
+    with httpx.stream("GET", url, timeout=client_timeout) as response:
+        if on_open is not None:
+            on_open(response)
+        if response.status_code != 200:
+            response.read()
+            return response, events
+        try:
+            for sse in parse_sse_lines(response.iter_lines()):
+                events.append(sse)
+                if sse.event in until:
+                    return response, events
+                if time.monotonic() > deadline:
+                    break
+            else:
+                return response, events
+        except httpx.ReadTimeout:
+            pass
+    raise SseTimeout(f"stream {url} not finished within {timeout} s", events)
+
+
+# --------------------------------------------------------------------------------------
+# Redis databases
+
+
+REDIS_LOCK_KEY = "fastapi-celery-template:tests:db-lock:{db}"
+
+
+@contextlib.contextmanager
+def redis_databases(
+    count: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 6379,
+    candidates: range = range(2, 8),  # tests.services.redis_database uses 8-15
+    lease_seconds: int = 1800,
+) -> Iterator[list[int]]:
+    """Claim `count` Redis databases for the `with` block, flushed at start and end.
+
+    A database is claimed by `SET NX EX` of a lock key in db 0, so concurrent test runs
+    (xdist workers, other checkouts) never share one. Databases 0 and 1 (the service's
+    defaults) and 8-15 (`services.redis_db`) are left alone by default.
+    """
+    import redis
+
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    control = redis.Redis(host=host, port=port, db=0, socket_timeout=5)
+    claimed: list[int] = []
+    try:
+        for db in candidates:
+            if len(claimed) == count:
+                break
+            if control.set(REDIS_LOCK_KEY.format(db=db), owner, nx=True, ex=lease_seconds):
+                claimed.append(db)
+        if len(claimed) < count:
+            raise RuntimeError(
+                f"could not claim {count} Redis databases among {list(candidates)} "
+                f"(claimed {claimed}); other test runs hold the rest, or stale locks "
+                f"'{REDIS_LOCK_KEY.format(db='*')}' in db 0 (they expire after {lease_seconds} s)"
+            )
+        for db in claimed:
+            redis.Redis(host=host, port=port, db=db, socket_timeout=5).flushdb()
+        yield claimed
+    finally:
+        for db in claimed:
+            with contextlib.suppress(redis.RedisError):
+                redis.Redis(host=host, port=port, db=db, socket_timeout=5).flushdb()
+            key = REDIS_LOCK_KEY.format(db=db)
+            with contextlib.suppress(redis.RedisError):
+                if control.get(key) == owner.encode():
+                    control.delete(key)
+        control.close()
