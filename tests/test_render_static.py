@@ -76,8 +76,13 @@ def run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def output(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n{result.stdout}\n{result.stderr}".strip()
+def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    if result.returncode != 0:
+        command = " ".join(str(a) for a in result.args)
+        pytest.fail(
+            f"`{command}` exited {result.returncode}\n{result.stdout}\n{result.stderr}".strip(),
+            pytrace=False,
+        )
 
 
 # --- what was rendered ----------------------------------------------------------------
@@ -161,20 +166,20 @@ def test_yaml_files_parse(default_project: DefaultProject) -> None:
 def test_ruff_check(rendered_projects: RenderedProjects, python_version: str) -> None:
     project = rendered_projects.synced(python_version)
     result = project.run("ruff", "check", "--no-cache", ".")
-    assert result.returncode == 0, output(result)
+    assert_ok(result)
 
 
 def test_ruff_format(rendered_projects: RenderedProjects, python_version: str) -> None:
     project = rendered_projects.synced(python_version)
     result = project.run("ruff", "format", "--check", "--no-cache", ".")
-    assert result.returncode == 0, output(result)
+    assert_ok(result)
 
 
 def test_mypy_strict(rendered_projects: RenderedProjects, python_version: str) -> None:
     project = rendered_projects.synced(python_version)
     # files = ["src", "tests"] comes from the project's own configuration.
     result = project.run("mypy", "--strict")
-    assert result.returncode == 0, output(result)
+    assert_ok(result)
 
 
 # --- container and CI files ------------------------------------------------------------
@@ -182,7 +187,7 @@ def test_mypy_strict(rendered_projects: RenderedProjects, python_version: str) -
 
 def test_hadolint(default_project: DefaultProject) -> None:
     result = run_tool(tool("hadolint"), "--no-color", "Dockerfile", cwd=default_project.path)
-    assert result.returncode == 0, output(result)
+    assert_ok(result)
 
 
 def test_compose_matches_compose_spec(default_project: DefaultProject) -> None:
@@ -193,7 +198,7 @@ def test_compose_matches_compose_spec(default_project: DefaultProject) -> None:
         "compose.yaml",
         cwd=default_project.path,
     )
-    assert result.returncode == 0, output(result)
+    assert_ok(result)
 
 
 def test_ci_workflow_matches_github_schema(default_project: DefaultProject) -> None:
@@ -204,7 +209,7 @@ def test_ci_workflow_matches_github_schema(default_project: DefaultProject) -> N
         ".github/workflows/ci.yml",
         cwd=default_project.path,
     )
-    assert result.returncode == 0, output(result)
+    assert_ok(result)
 
 
 # --- python_version reaches every place that names a Python ---------------------------

@@ -60,7 +60,10 @@ def run_suite(
 
 
 def report(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n{result.stdout[-12000:]}\n{result.stderr[-4000:]}"
+    return (
+        f"the rendered project's pytest exited {result.returncode}\n"
+        f"{result.stdout[-12000:]}\n{result.stderr[-4000:]}"
+    )
 
 
 @pytest.fixture
@@ -76,7 +79,8 @@ def test_suite_passes_without_redis(
     project = rendered_projects.synced(python_version)
     # project_env drops any REDIS_URL of ours, so the suite sees none.
     result, cases = run_suite(project, tmp_path / "junit.xml")
-    assert result.returncode == 0, report(result)
+    if result.returncode != 0:
+        pytest.fail(report(result), pytrace=False)
     unit = [c for c in cases if not c.integration]
     assert any(c.outcome == "passed" for c in unit), "no unit test passed\n" + report(result)
     ran = [c.name for c in cases if c.integration and c.outcome != "skipped"]
@@ -88,7 +92,8 @@ def test_suite_passes_against_redis(
 ) -> None:
     project = rendered_projects.synced(python_version)
     result, cases = run_suite(project, tmp_path / "junit.xml", env={"REDIS_URL": redis_url})
-    assert result.returncode == 0, report(result)
+    if result.returncode != 0:
+        pytest.fail(report(result), pytrace=False)
     integration = [c for c in cases if c.integration]
     assert integration, "the rendered project has no integration tests\n" + report(result)
     skipped = [c.name for c in integration if c.outcome == "skipped"]
