@@ -88,6 +88,7 @@ class ServiceProcess:
     ready_log: str | None = None
     ready_timeout: float = 60.0
     stop_timeout: float = 10.0
+    tail_skip: str | None = None  # regex of routine lines left out of log tails
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -146,7 +147,10 @@ class ServiceProcess:
         if process is None or process.poll() is not None:
             self._kill_group()
             return
-        self._signal_group(signal.SIGTERM)
+        # SIGTERM to `uv run` alone: it forwards the signal to its child. Signalling the
+        # whole group would hit the child twice and a Celery worker's pool processes directly.
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
@@ -200,7 +204,11 @@ class ServiceProcess:
         return ""
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        kept = self.log_text().splitlines()
+        if self.tail_skip is not None:
+            skip = re.compile(self.tail_skip)
+            kept = [line for line in kept if not skip.search(line)]
+        return "\n".join(kept[-lines:])
 
     def wait_for_log(self, pattern: str, timeout: float, since: int = 0) -> re.Match[str]:
         """Wait until `pattern` appears in the log (after byte offset `since`)."""
@@ -218,7 +226,9 @@ class ServiceProcess:
         status = "running" if code is None else f"exit code {code}"
         return (
             f"{headline} [{status}; full log: {self.log_path}]\n"
-            f"----- last {lines} lines of {self.name} -----\n{self.log_tail(lines)}\n"
+            f"----- last {lines} lines of {self.name}"
+            f"{'' if self.tail_skip is None else f' (without lines matching {self.tail_skip!r})'}"
+            f" -----\n{self.log_tail(lines)}\n"
             f"----- end of {self.name} -----"
         )
 
@@ -242,7 +252,7 @@ class ReceivedMail:
         part = self.message.get_body(preferencelist=("plain", "html"))
         if part is None:
             return ""
-        return str(part.get_content())  # type: ignore[attr-defined]
+        return str(part.get_content())
 
 
 class SmtpSink:
@@ -432,7 +442,8 @@ class SseTimeout(AssertionError):
 
 def parse_sse_lines(lines: Iterator[str]) -> Iterator[SseEvent]:
     """Events from the lines of a text/event-stream (comments, e.g. pings, are skipped)."""
-    event, data, event_id = "", [], None
+    event, event_id = "", None
+    data: list[str] = []
     for line in lines:
         if line == "":
             if data:
