@@ -1,0 +1,22 @@
+"""Objects the lifespan creates once per process, handed to endpoints."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .results import ResultStore
+from .submit import TaskSubmitter
+
+
+def get_result_store(request: Request) -> ResultStore:
+    store: ResultStore = request.app.state.result_store
+    return store
+
+
+def get_submitter(request: Request) -> TaskSubmitter:
+    submitter: TaskSubmitter = request.app.state.submitter
+    return submitter
+
+
+Store = Annotated[ResultStore, Depends(get_result_store)]
+Submitter = Annotated[TaskSubmitter, Depends(get_submitter)]
