@@ -2,9 +2,8 @@
 
 - User Copier settings never leak into renders (COPIER_SETTINGS_PATH -> an empty mapping).
 - pytest-copie always renders this repository, whatever directory pytest runs from.
-- `rendered_projects`: one rendered (and, on demand, `uv sync`ed) default project per
-  python_version per pytest session (per xdist worker; see tests/projects.py for how the
-  tests keep one python version on one worker).
+- `rendered_projects`: the default project per python_version, rendered once per worker
+  and `uv sync`ed once per pytest run (see tests/projects.py).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
 
-from tests.projects import RenderedProjects
+from tests.projects import RenderedProjects, shared_temp_root
 from tests.rendering import TEMPLATE_ROOT
 
 
@@ -53,5 +52,8 @@ def isolated_copier_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def rendered_projects(
     tmp_path_factory: pytest.TempPathFactory, isolated_copier_settings: Path
 ) -> RenderedProjects:
-    """Default-answer projects, rendered once per python_version and synced on demand."""
-    return RenderedProjects(tmp_path_factory.mktemp("rendered"))
+    """Default-answer projects per python_version: rendered per worker, synced once per run."""
+    return RenderedProjects(
+        local_root=tmp_path_factory.mktemp("rendered"),
+        shared_root=shared_temp_root(tmp_path_factory),
+    )

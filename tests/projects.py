@@ -1,31 +1,40 @@
 """Default-variant projects shared by the static and service-suite tests.
 
-Rendering is cheap; `uv sync` in a rendered project is not. Each pytest session (each
-xdist worker) renders the default answers once per python_version and syncs each project
-at most once. Tests that use a python_version carry the xdist group `python-<version>`
-(`python_version_params()`), so with `pytest -n 2 --dist loadgroup` every test of one
-version runs on one worker and the sync is not repeated on the other.
+Rendering is cheap (~0.2 s); `uv sync` in a rendered project is not. So:
+
+- `RenderedProjects.get(v)` renders the default answers for python_version v once per
+  worker process, into a folder no command ever runs in: the file checks see exactly what
+  Copier wrote.
+- `RenderedProjects.synced(v)` renders a second copy and runs `uv sync` in it once per
+  pytest run, shared by all xdist workers (a file lock in the run's common temporary
+  folder; whichever worker comes first syncs, the others wait and reuse it). Commands run
+  there concurrently, so they must not share caches: `ruff --no-cache`, mypy
+  `--cache-dir=/dev/null`, nested pytest `-p no:cacheprovider`.
+
+(xdist's `--dist loadgroup` would be the obvious way to keep a version on one worker, but
+with pytest 9.2 and pytest-xdist 3.8 it silently does not group: pytest-xdist#1386.)
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.rendering import RenderedProject, available_python_versions, render
+from tests.rendering import RenderedProject, available_python_versions, copier_answers, render
 from tests.services import services_required
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")  # the choices of copier.yml's python_version
 
 
 def python_version_params() -> list[object]:
-    """Every python_version choice, grouped per version for xdist (see module doc)."""
-    return [
-        pytest.param(v, id=f"py{v}", marks=pytest.mark.xdist_group(f"python-{v}"))
-        for v in PYTHON_VERSIONS
-    ]
+    """Every python_version choice, as parameters with readable ids."""
+    return [pytest.param(v, id=f"py{v}") for v in PYTHON_VERSIONS]
 
 
 def require_python(version: str) -> None:
@@ -41,47 +50,43 @@ def require_python(version: str) -> None:
     pytest.skip(reason)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DefaultProject:
     project: RenderedProject
     python_version: str
-    # Files as rendered, relative to the project root, before any command ran in it
-    # (uv sync, pytest, mypy add .venv, uv.lock and caches afterwards).
+    # Every file Copier wrote, relative to the project root.
     files: tuple[Path, ...]
-    _sync_error: str | None = None
-    _synced: bool = False
 
     @property
     def path(self) -> Path:
         return self.project.path
 
-    def synced(self) -> RenderedProject:
-        """The project with its own environment created (`uv sync`), once."""
-        if self._sync_error is not None:
-            pytest.fail(f"(earlier attempt) {self._sync_error}", pytrace=False)
-        if not self._synced:
-            try:
-                self.project.sync()
-            except Exception as exc:
-                self._sync_error = str(exc)
-                pytest.fail(self._sync_error, pytrace=False)
-            self._synced = True
-        return self.project
+
+@contextmanager
+def _locked(lock_file: Path) -> Iterator[None]:
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
 class RenderedProjects:
-    root: Path
+    local_root: Path  # this worker's own
+    shared_root: Path  # common to all workers of this pytest run
     _projects: dict[str, DefaultProject] = field(default_factory=dict)
     _errors: dict[str, str] = field(default_factory=dict)
 
     def get(self, python_version: str) -> DefaultProject:
-        """The default project for python_version, rendered on first use."""
+        """The default project for python_version as rendered (no command run in it)."""
         require_python(python_version)
         if python_version in self._errors:
             pytest.fail(f"(earlier attempt) {self._errors[python_version]}", pytrace=False)
         if python_version not in self._projects:
-            destination = self.root / f"py{python_version}" / "my-service"
+            destination = self.local_root / f"py{python_version}" / "my-service"
             try:
                 project = render(destination, python_version=python_version)
             except Exception as exc:
@@ -94,4 +99,27 @@ class RenderedProjects:
         return self._projects[python_version]
 
     def synced(self, python_version: str) -> RenderedProject:
-        return self.get(python_version).synced()
+        """The default project for python_version with its own environment (`uv sync`)."""
+        require_python(python_version)
+        base = self.shared_root / f"synced-py{python_version}"
+        destination = base / "my-service"
+        ok, failed = base / "sync.ok", base / "sync.failed"
+        base.mkdir(parents=True, exist_ok=True)
+        with _locked(self.shared_root / f"synced-py{python_version}.lock"):
+            if not ok.exists() and not failed.exists():
+                try:
+                    project = render(destination, python_version=python_version)
+                    project.sync()
+                except Exception as exc:
+                    failed.write_text(f"{type(exc).__name__}: {exc}")
+                else:
+                    ok.write_text("")
+        if failed.exists():
+            pytest.fail(f"preparing {destination}: {failed.read_text()}", pytrace=False)
+        return RenderedProject(destination, copier_answers(destination))
+
+
+def shared_temp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder common to all xdist workers of this pytest run (and only this run)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base

@@ -41,6 +41,8 @@ def run_suite(
         "pytest",
         "-p",
         "no:copie",
+        "-p",
+        "no:cacheprovider",  # other workers may run in the same synced project
         "-q",
         "-rs",
         f"--junit-xml={junit}",
