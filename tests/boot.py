@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from tests.rendering import project_env
+
+T = TypeVar("T")
 
 LOG_TAIL_LINES = 60
 
@@ -320,20 +322,36 @@ class SmtpSink:
 
     def wait_for(self, predicate: Callable[[ReceivedMail], bool], timeout: float) -> ReceivedMail:
         """The first message matching `predicate`, waiting up to `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for mail in self.messages:
-                    if predicate(mail):
-                        return mail
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"no matching mail within {timeout} s; received: "
-                        f"{[(m.rcpt_tos, m.subject) for m in self.messages]}, "
-                        f"refused: {self.refusals}"
-                    )
-                self._changed.wait(remaining)
+        return wait_for_recorded(
+            self._changed,
+            self.messages,
+            predicate,
+            timeout,
+            lambda: (
+                f"mail received: {[(m.rcpt_tos, m.subject) for m in self.messages]}, "
+                f"refused: {self.refusals}"
+            ),
+        )
+
+
+def wait_for_recorded(
+    changed: threading.Condition,
+    recorded: list[T],
+    predicate: Callable[[T], bool],
+    timeout: float,
+    describe: Callable[[], str],
+) -> T:
+    """The first recorded item matching `predicate`, waiting up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    with changed:
+        while True:
+            for item in recorded:
+                if predicate(item):
+                    return item
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"nothing matching within {timeout} s; {describe()}")
+            changed.wait(remaining)
 
 
 # --------------------------------------------------------------------------------------
@@ -405,19 +423,13 @@ class WebhookReceiver:
     def wait_for(
         self, predicate: Callable[[ReceivedRequest], bool], timeout: float
     ) -> ReceivedRequest:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for request in self.requests:
-                    if predicate(request):
-                        return request
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"no matching request within {timeout} s; received: "
-                        f"{[(r.method, r.path, r.body[:200]) for r in self.requests]}"
-                    )
-                self._changed.wait(remaining)
+        return wait_for_recorded(
+            self._changed,
+            self.requests,
+            predicate,
+            timeout,
+            lambda: f"requests: {[(r.method, r.path, r.body[:200]) for r in self.requests]}",
+        )
 
 
 # --------------------------------------------------------------------------------------

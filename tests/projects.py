@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.rendering import RenderedProject, available_python_versions, copier_answers, render
-from tests.services import services_required
+from tests.services import skip_or_fail
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")  # the choices of copier.yml's python_version
 
@@ -41,13 +41,10 @@ def require_python(version: str) -> None:
     """Skip (developer machine) or fail (TEMPLATE_REQUIRE_SERVICES=1) without that Python."""
     if version in available_python_versions():
         return
-    reason = (
+    skip_or_fail(
         f"python{version} is not available on this machine "
         f"(with pyenv: `pyenv global 3.11.7 3.12.1 3.13.0`)"
     )
-    if services_required():
-        pytest.fail(f"{reason}; TEMPLATE_REQUIRE_SERVICES=1, so this is a failure", pytrace=False)
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)

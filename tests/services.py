@@ -39,6 +39,13 @@ def service_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip on a developer machine; fail where services are required (CI)."""
+    if services_required():
+        pytest.fail(f"{reason} ({REQUIRE_SERVICES_VAR}=1, so this is a failure)", pytrace=False)
+    pytest.skip(reason)
+
+
 def require_service(name: str, host: str, port: int, timeout: float = 2.0) -> None:
     """Skip (developer machine) or fail (TEMPLATE_REQUIRE_SERVICES=1) unless host:port answers."""
     if service_reachable(host, port, timeout):
@@ -47,9 +54,7 @@ def require_service(name: str, host: str, port: int, timeout: float = 2.0) -> No
         f"{name} is not reachable at {host}:{port}; start it (see .ci/run for the command) "
         f"to run this test"
     )
-    if services_required():
-        pytest.fail(f"{reason} ({REQUIRE_SERVICES_VAR}=1, so this is a failure)", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(reason)
 
 
 def require_redis() -> str:
