@@ -5,7 +5,6 @@ from uuid import uuid4
 from anyio import to_thread
 from celery.canvas import Signature
 from kombu.exceptions import OperationalError
-from redis.exceptions import RedisError
 
 from .results import ResultStore
 
@@ -27,7 +26,7 @@ class TaskSubmitter:
         task_id = str(uuid4())
         try:
             await self._store.mark_queued(task_id)
-        except (RedisError, OSError, OperationalError) as exc:
+        except Exception as exc:  # each backend has its own connection errors
             raise ServiceUnavailableError("The result backend is unreachable") from exc
         try:
             await to_thread.run_sync(_publish, signature, task_id)
