@@ -561,3 +561,66 @@ def redis_databases(
                 if control.get(key) == owner.encode():
                     control.delete(key)
         control.close()
+
+
+# --------------------------------------------------------------------------------------
+# A Redis server of one's own
+
+
+@contextlib.contextmanager
+def private_redis_server(folder: Path, *, ready_timeout: float = 10.0) -> Iterator[int]:
+    """A `redis-server` of its own on 127.0.0.1:<free port>, without persistence, for the
+    `with` block; yields its port. For measurements that must see only their own clients
+    (load, `INFO commandstats`). Raises FileNotFoundError without a redis-server binary."""
+    import shutil
+
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server is not on PATH")
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+            "--logfile",
+            str(folder / "redis.log"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"redis-server on port {port} did not start; see {folder / 'redis.log'}"
+                    ) from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
