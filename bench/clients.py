@@ -1,0 +1,230 @@
+"""Load generators and clients: wrk for throughput, httpx (asyncio) for SSE and latency."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# --------------------------------------------------------------------------------------
+# wrk
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def wrk_post_script(folder: Path, body: dict[str, Any]) -> Path:
+    script = folder / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return script
+
+
+def wrk_status_script(folder: Path, task_ids: list[str]) -> Path:
+    """GET /api/task/{id}, going round a list of ids."""
+    script = folder / "status.lua"
+    ids = ", ".join(json.dumps(i) for i in task_ids)
+    script.write_text(
+        f"local ids = {{{ids}}}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "    i = i % #ids + 1\n"
+        '    return wrk.format("GET", "/api/task/" .. ids[i])\n'
+        "end\n"
+    )
+    return script
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * _UNITS[unit]
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+    output: str
+
+    @property
+    def clean(self) -> bool:
+        return self.requests > 0 and self.non_2xx == 0 and self.socket_errors == 0
+
+
+def parse_wrk(output: str) -> WrkResult:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    requests = re.search(r"(\d+) requests in", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
+    if rps is None or requests is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    return WrkResult(
+        rps=float(rps.group(1)),
+        requests=int(requests.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(g) for g in errors.groups()) if errors else 0,
+        p50_ms=_ms(*p50.groups()) if p50 else float("nan"),
+        p99_ms=_ms(*p99.groups()) if p99 else float("nan"),
+        output=output,
+    )
+
+
+async def run_wrk(
+    url: str, *, seconds: int, connections: int, script: Path | None = None
+) -> WrkResult:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    if script is not None:
+        args += ["-s", str(script)]
+    process = await asyncio.create_subprocess_exec(
+        *args, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), seconds + 30)
+    text = output.decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk exited with {process.returncode}:\n{text}")
+    return parse_wrk(text)
+
+
+# --------------------------------------------------------------------------------------
+# Probe: a trivial request, sequentially, while a load runs
+
+
+async def probe(client: httpx.AsyncClient, url: str, stop: asyncio.Event) -> list[float]:
+    """Latencies (ms) of GET url, one at a time every ~10 ms, until `stop` is set."""
+    latencies: list[float] = []
+    while not stop.is_set():
+        start = time.perf_counter()
+        try:
+            response = await client.get(url)
+            if response.status_code == 200:
+                latencies.append(1000 * (time.perf_counter() - start))
+        except httpx.HTTPError:
+            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.01)
+    return latencies
+
+
+# --------------------------------------------------------------------------------------
+# Server-sent events
+
+
+@dataclass
+class Event:
+    event: str
+    data: str
+    at: float  # time.monotonic() when its last line arrived
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:
+    name, data = "", []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                yield Event(name or "message", "\n".join(data), time.monotonic())
+            name, data = "", []
+        elif line.startswith(":"):
+            continue
+        else:
+            key, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if key == "event":
+                name = value
+            elif key == "data":
+                data.append(value)
+
+
+def progress_current(data: str) -> int | None:
+    """`current` of a progress event: JSON (ours) or a Python repr (the usual pattern)."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        try:
+            value = ast.literal_eval(data)
+        except (ValueError, SyntaxError):
+            return None
+    if isinstance(value, dict) and isinstance(value.get("current"), int):
+        return int(value["current"])
+    return None
+
+
+FINAL_EVENTS = frozenset({"complete", "failure"})
+
+
+@dataclass
+class StreamRecord:
+    task_id: str
+    opened: bool = False
+    status: int | None = None
+    progress: dict[int, float] = field(default_factory=dict)  # current -> first arrival
+    final: str | None = None
+    final_at: float | None = None
+    error: str | None = None
+
+
+async def watch_stream(
+    client: httpx.AsyncClient,
+    url: str,
+    record: StreamRecord,
+    opened: asyncio.Event | None,
+    deadline: float,
+) -> None:
+    """Read one stream until its final event, recording each progress event's arrival."""
+    try:
+        async with asyncio.timeout(deadline):
+            async with client.stream("GET", url) as response:
+                record.status = response.status_code
+                record.opened = response.status_code == 200
+                if opened is not None:
+                    opened.set()
+                if response.status_code != 200:
+                    await response.aread()
+                    record.error = f"HTTP {response.status_code}: {response.text[:200]}"
+                    return
+                async for event in sse_events(response):
+                    if event.event == "progress":
+                        current = progress_current(event.data)
+                        if current is not None:
+                            record.progress.setdefault(current, event.at)
+                    elif event.event in FINAL_EVENTS:
+                        record.final, record.final_at = event.event, event.at
+                        return
+                record.error = "stream ended without a final event"
+    except TimeoutError:
+        record.error = f"no final event within {deadline:.0f} s"
+    except httpx.HTTPError as exc:
+        record.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if opened is not None:
+            opened.set()
+
+
+async def submit(client: httpx.AsyncClient, url: str, **kwargs: Any) -> str:
+    response = await client.post(url, **kwargs)
+    if response.status_code not in (200, 202):
+        raise RuntimeError(f"POST {url} -> {response.status_code}: {response.text[:300]}")
+    return str(response.json()["task_id"])
