@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.rendering import DEFAULT_ANSWERS, TEMPLATE_ROOT, render
+from tests.variants import INVALID_VARIANT, Variant
 
 
 def copy(destination: Path, **answers: object) -> None:
@@ -45,6 +46,11 @@ BAD_ANSWERS = [
     pytest.param("author_name", "", id="author-empty"),
     pytest.param("python_version", "3.10", id="python-3.10"),
     pytest.param("python_version", "3.14", id="python-3.14"),
+    pytest.param("broker", "kafka", id="broker-kafka"),
+    pytest.param("broker", "Redis", id="broker-label-not-value"),
+    pytest.param("result_backend", "mysql", id="backend-mysql"),
+    pytest.param("result_backend", "rpc", id="backend-rpc"),
+    pytest.param("ci", "jenkins", id="ci-jenkins"),
 ]
 
 
@@ -71,6 +77,32 @@ def test_shadowing_message_says_why(tmp_path: Path) -> None:
         copy(tmp_path / "p", package_name="celery")
 
 
+def test_postgresql_without_beat_is_refused(tmp_path: Path) -> None:
+    """Only beat purges expired results from PostgreSQL: the combination is refused."""
+    destination = tmp_path / "project"
+    with pytest.raises(ValueError) as excinfo:
+        copy(destination, **INVALID_VARIANT.answers)
+    message = str(excinfo.value)
+    assert "'use_beat'" in message and "postgresql" in message.lower(), message
+    rendered = [p for p in destination.rglob("*") if p.is_file()] if destination.exists() else []
+    assert not rendered, f"files were rendered despite the refused combination: {rendered[:5]}"
+
+
+@pytest.mark.parametrize(
+    ("backend", "beat"), [("redis", False), ("postgresql", True)], ids=["redis", "postgresql"]
+)
+def test_use_beat_defaults_on_with_postgresql(tmp_path: Path, backend: str, beat: bool) -> None:
+    project = render(tmp_path / "p", result_backend=backend)
+    assert project.answers["use_beat"] is beat
+
+
+def test_option_defaults(tmp_path: Path) -> None:
+    """With every default, the options are those of the default variant."""
+    project = render(tmp_path / "p")
+    for question, value in Variant().answers.items():
+        assert project.answers[question] == value, question
+
+
 def test_project_name_derives_slug_and_package(tmp_path: Path) -> None:
     project = render(tmp_path / "billing", project_name="Billing API")
     assert project.answers["project_slug"] == "billing-api"
@@ -93,6 +125,14 @@ def test_custom_answers_are_recorded(tmp_path: Path) -> None:
         "author_name": "Ada Lovelace",
         "author_email": "ada@example.org",
         "python_version": "3.11",
+        "broker": "rabbitmq",
+        "result_backend": "postgresql",
+        "use_flower": False,
+        "use_sse": False,
+        "use_email": True,
+        "use_webhooks": False,
+        "use_beat": True,
+        "ci": "gitlab",
     }
     destination = tmp_path / "acme-billing"
     render(destination, **answers)
