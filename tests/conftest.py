@@ -4,13 +4,21 @@
 - pytest-copie always renders this repository, whatever directory pytest runs from.
 - `rendered_projects`: the default project per python_version, rendered once per worker
   and `uv sync`ed once per pytest run (see tests/projects.py).
+- `variant_renders`, `shared_results`: every option combination rendered once per run,
+  slow checks run once per distinct input (see tests/matrix.py).
+- Under xdist (`-n 2`), the boot tests of one variant go to one worker as one unit, and so
+  do the static tests of variants differing only in ci (see `pytest_xdist_make_scheduler`);
+  the rest are spread test by test, as `--dist load` does. Boot tests are collected first.
+- A timing summary at the end: time per module, per booted variant, per static tool.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +28,10 @@ if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
 
+from tests.matrix import SharedResults, VariantRenders
 from tests.projects import RenderedProjects, shared_temp_root
 from tests.rendering import TEMPLATE_ROOT
+from tests.variants import boot_scope, static_scope
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,3 +67,98 @@ def rendered_projects(
         local_root=tmp_path_factory.mktemp("rendered"),
         shared_root=shared_temp_root(tmp_path_factory),
     )
+
+
+@pytest.fixture(scope="session")
+def variant_renders(
+    tmp_path_factory: pytest.TempPathFactory, isolated_copier_settings: Path
+) -> VariantRenders:
+    """Every variant rendered once per run (shared by the workers) and the union env."""
+    return VariantRenders(shared_temp_root(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def shared_results(variant_renders: VariantRenders) -> SharedResults:
+    """Check results shared by variants with the same input, once per run."""
+    return SharedResults(variant_renders.shared_root / "static-checks")
+
+
+# --------------------------------------------------------------------------------------
+# xdist: one worker per booted variant
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Boot tests first (stable: pytest's own grouping by variant is kept): they are the
+    longest units of work, so starting them first balances the workers best."""
+    items.sort(key=lambda item: boot_scope(item.nodeid) is None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist load` (what `-n 2` means), but some tests go to one worker together.
+
+    - A booted variant's tests share one stack (API, worker, ...) and the first must run
+      before the worker starts; split over two workers, each would boot its own.
+    - The static tests of variants that differ only in ci share their ruff and mypy runs;
+      split, one worker would wait for the other's.
+
+    `xdist_group` marks with `--dist loadgroup` would do the first, but with pytest 9.2 and
+    pytest-xdist 3.8 they are silently ignored (pytest-xdist#1386), so units come from the
+    test ids (tests/variants.py). Every other test is its own unit, as with `load`. Units go
+    out in collection order (boot tests first), not largest first.
+    """
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class VariantScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return boot_scope(nodeid) or static_scope(nodeid) or nodeid
+
+    config.option.loadscopereorder = False
+    return VariantScheduling(config, log)
+
+
+# --------------------------------------------------------------------------------------
+# Timing summary
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Time spent per module, per booted variant and per static check tool.
+
+    Sums of test durations (setup + call + teardown) over all workers: with `-n 2` the
+    wall-clock time is about half. Static tools' times come from the tests' recorded
+    `static_timing` properties (only the run that did the work records it).
+    """
+    modules: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    boots: dict[str, float] = defaultdict(float)
+    tools: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            nodeid = getattr(report, "nodeid", None)
+            duration = getattr(report, "duration", None)
+            if not nodeid or duration is None or not hasattr(report, "when"):
+                continue
+            module = nodeid.split("::")[0]
+            modules[module][1] += duration
+            if report.when == "call":
+                modules[module][0] += 1
+                for name, value in getattr(report, "user_properties", ()):
+                    if name == "static_timing":
+                        kind, seconds = value
+                        tools[kind][0] += 1
+                        tools[kind][1] += seconds
+            scope = boot_scope(nodeid)
+            if scope:
+                boots[scope] += duration
+    if not modules:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("timing (sums over workers)", sep="-")
+    for module, (count, seconds) in sorted(modules.items(), key=lambda m: -m[1][1]):
+        write(f"{seconds:8.1f} s  {int(count):5d} tests  {module}")
+    for scope, seconds in sorted(boots.items()):
+        write(f"{seconds:8.1f} s  booted variant {scope.removeprefix('boot:')}")
+    for kind, (count, seconds) in sorted(tools.items()):
+        write(f"{seconds:8.1f} s  {int(count):5d} runs   static check: {kind}")

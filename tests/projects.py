@@ -1,11 +1,12 @@
-"""Default-variant projects shared by the static and service-suite tests.
+"""Rendered projects shared by the static, service-suite and boot tests.
 
 Rendering is cheap (~0.2 s); `uv sync` in a rendered project is not. So:
 
 - `RenderedProjects.get(v)` renders the default answers for python_version v once per
   worker process, into a folder no command ever runs in: the file checks see exactly what
   Copier wrote.
-- `RenderedProjects.synced(v)` renders a second copy and runs `uv sync` in it once per
+- `RenderedProjects.synced(v)` (or `.synced(v, variant)` for other answers to the option
+  questions) renders a second copy and runs `uv sync` in it once per
   pytest run, shared by all xdist workers (a file lock in the run's common temporary
   folder; whichever worker comes first syncs, the others wait and reuse it). Commands run
   there concurrently, so they must not share caches: `ruff --no-cache`, mypy
@@ -28,6 +29,7 @@ import pytest
 
 from tests.rendering import RenderedProject, available_python_versions, copier_answers, render
 from tests.services import skip_or_fail
+from tests.variants import Variant
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")  # the choices of copier.yml's python_version
 
@@ -60,7 +62,7 @@ class DefaultProject:
 
 
 @contextmanager
-def _locked(lock_file: Path) -> Iterator[None]:
+def locked(lock_file: Path) -> Iterator[None]:
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with lock_file.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -95,17 +97,20 @@ class RenderedProjects:
             self._projects[python_version] = DefaultProject(project, python_version, files)
         return self._projects[python_version]
 
-    def synced(self, python_version: str) -> RenderedProject:
-        """The default project for python_version with its own environment (`uv sync`)."""
+    def synced(self, python_version: str, variant: Variant | None = None) -> RenderedProject:
+        """The project for python_version (and variant: default answers if None) with its
+        own environment (`uv sync`)."""
         require_python(python_version)
-        base = self.shared_root / f"synced-py{python_version}"
+        variant = variant or Variant()
+        name = f"synced-py{python_version}" + ("" if variant.is_default else f"-{variant.id}")
+        base = self.shared_root / name
         destination = base / "my-service"
         ok, failed = base / "sync.ok", base / "sync.failed"
         base.mkdir(parents=True, exist_ok=True)
-        with _locked(self.shared_root / f"synced-py{python_version}.lock"):
+        with locked(self.shared_root / f"{name}.lock"):
             if not ok.exists() and not failed.exists():
                 try:
-                    project = render(destination, python_version=python_version)
+                    project = render(destination, python_version=python_version, **variant.answers)
                     project.sync()
                 except Exception as exc:
                     failed.write_text(f"{type(exc).__name__}: {exc}")
