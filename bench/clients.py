@@ -223,6 +223,149 @@ async def watch_stream(
             opened.set()
 
 
+class _SseProtocol(asyncio.Protocol):
+    """A lean HTTP/1.1 SSE reader (chunked or not), so that the client's own CPU time adds
+    as little as possible to what is measured: with 1,000 streams on a small machine, httpx
+    costs about as much CPU per event as the server does."""
+
+    def __init__(self, request: bytes, record: StreamRecord, opened: asyncio.Event | None):
+        self.request = request
+        self.record = record
+        self.opened = opened
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self.head = b""
+        self.chunked = False
+        self.raw = b""  # body bytes not yet de-chunked
+        self.chunk_left = -1  # -1: expecting a size line; -2: expecting the CRLF after data
+        self.text = b""  # de-chunked SSE text not yet split into lines
+        self.name = ""
+        self.data: list[str] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        if self.record.status is None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, data = self.head[:end].decode("latin-1"), self.head[end + 4 :]
+            status_line, *headers = head.split("\r\n")
+            self.record.status = int(status_line.split()[1])
+            self.chunked = any(
+                h.lower().replace(" ", "") == "transfer-encoding:chunked" for h in headers
+            )
+            self.record.opened = self.record.status == 200
+            if self.opened is not None:
+                self.opened.set()
+            if self.record.status != 200:
+                self.record.error = f"HTTP {self.record.status}"
+                self._finish()
+                return
+        if self.chunked:
+            self.raw += data
+            data = self._dechunk()
+        self.text += data
+        *lines, self.text = self.text.split(b"\n")
+        for line in lines:
+            self._line(line.rstrip(b"\r").decode(), now)
+            if self.record.final is not None:
+                self._finish()
+                return
+
+    def _dechunk(self) -> bytes:
+        out = []
+        raw = self.raw
+        while raw:
+            if self.chunk_left == -1:
+                end = raw.find(b"\r\n")
+                if end < 0:
+                    break
+                self.chunk_left = int(raw[:end].split(b";")[0], 16)
+                raw = raw[end + 2 :]
+                if self.chunk_left == 0:  # last chunk
+                    raw = b""
+                    break
+            elif self.chunk_left == -2:
+                if len(raw) < 2:
+                    break
+                raw, self.chunk_left = raw[2:], -1
+            else:
+                piece = raw[: self.chunk_left]
+                out.append(piece)
+                raw = raw[len(piece) :]
+                self.chunk_left -= len(piece)
+                if self.chunk_left == 0:
+                    self.chunk_left = -2
+        self.raw = raw
+        return b"".join(out)
+
+    def _line(self, line: str, now: float) -> None:
+        if line == "":
+            if self.data:
+                data, self.data = "\n".join(self.data), []
+                name, self.name = self.name or "message", ""
+                if name == "progress":
+                    current = progress_current(data)
+                    if current is not None:
+                        self.record.progress.setdefault(current, now)
+                elif name in FINAL_EVENTS:
+                    self.record.final, self.record.final_at = name, now
+            self.name = ""
+        elif not line.startswith(":"):
+            key, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if key == "event":
+                self.name = value
+            elif key == "data":
+                self.data.append(value)
+
+    def _finish(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.record.final is None and self.record.error is None:
+            self.record.error = f"connection closed before a final event ({exc!r})"
+        if self.opened is not None:
+            self.opened.set()
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def read_stream(
+    url: str, record: StreamRecord, opened: asyncio.Event | None, deadline: float
+) -> None:
+    """Like `watch_stream`, with `_SseProtocol` instead of httpx."""
+    parsed = httpx.URL(url)
+    request = (
+        f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"
+        "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    protocol = _SseProtocol(request, record, opened)
+    try:
+        async with asyncio.timeout(deadline):
+            await loop.create_connection(lambda: protocol, parsed.host, parsed.port)
+            await protocol.done
+    except TimeoutError:
+        record.error = record.error or f"no final event within {deadline:.0f} s"
+    except OSError as exc:
+        record.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if protocol.transport is not None:
+            protocol.transport.close()
+        if opened is not None:
+            opened.set()
+
+
 async def submit(client: httpx.AsyncClient, url: str, **kwargs: Any) -> str:
     response = await client.post(url, **kwargs)
     if response.status_code not in (200, 202):

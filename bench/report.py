@@ -170,6 +170,15 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
                 flat,
             )
 
+    lag = {label: _med(results, "root", label, "loop_lag_max_ms") for label in SERVERS}
+    row(
+        "event-loop lag, max during the trivial `GET /` load",
+        lag["ours"],
+        lag["usual"],
+        None,
+        "(this machine's floor)",
+        unit="ms",
+    )
     for kind, what in (("enqueue", "enqueue"), ("status", "status")):
         lag = {label: _med(results, kind, label, "loop_lag_max_ms") for label in SERVERS}
         row(
@@ -224,7 +233,7 @@ def _fmt(value: Any, unit: str = "") -> str:
         return value
     if isinstance(value, float) and math.isnan(value):
         return "n/a"
-    if unit == "req/s":
+    if unit == "req/s" or (unit == "" and value >= 100):
         return f"{value:,.0f}"
     if unit == "s":
         return f"{value:.2f} s"
@@ -290,9 +299,11 @@ def _method(results: dict[str, Any]) -> list[str]:
         "the load (an upper bound that includes queueing behind wrk's connections).",
         f"- Latency: {p['latency_samples']['ours']} (ours) / {p['latency_samples']['usual']} "
         "(usual) sequential no-op tasks per run (`POST /api/process` with `{}`, then the "
-        "task's SSE stream until its final event), httpx client.",
-        f"- Fan-out: N streams (httpx, one asyncio process) over {p['fanout_tasks']} report "
-        f"tasks of {p['report_steps']} progress updates ({p['step_delay']} s apart), all "
+        "task's SSE stream until its final event); POST with httpx, streams read with a lean "
+        "asyncio HTTP/1.1 reader (`clients.read_stream`).",
+        "- Fan-out: N streams (the lean reader, one asyncio process) over "
+        f"{p['fanout_tasks']} report tasks of {p['report_steps']} progress updates "
+        f"({p['step_delay']} s apart), all "
         "streams open before the worker starts. Delivery time = arrival at the client minus the "
         "PUBLISH seen by a separate pub/sub observer process. Redis commands: `INFO "
         "commandstats` before the worker starts and after the last stream ends, whole "
@@ -320,8 +331,14 @@ def _method(results: dict[str, Any]) -> list[str]:
         ("status", "rps", "req/s"),
         ("enqueue", "wrk_p99_ms", "ms"),
         ("status", "wrk_p99_ms", "ms"),
+        ("root", "loop_lag_max_ms", "ms"),
         ("enqueue", "loop_lag_max_ms", "ms"),
         ("status", "loop_lag_max_ms", "ms"),
+        ("enqueue", "loop_lag_p99_ms", "ms"),
+        ("status", "loop_lag_p99_ms", "ms"),
+        ("root", "api_cpu_us_per_request", ""),
+        ("enqueue", "api_cpu_us_per_request", ""),
+        ("status", "api_cpu_us_per_request", ""),
         ("enqueue", "redis_commands_per_request", ""),
         ("status", "redis_commands_per_request", ""),
         ("latency", "p50_ms", "ms"),
@@ -338,6 +355,8 @@ def _method(results: dict[str, Any]) -> list[str]:
             ("delivery_p99_ms", "ms"),
             ("redis_commands_per_update", ""),
             ("seconds", "s"),
+            ("api_cpu_s", "s"),
+            ("client_cpu_s", "s"),
         ):
             cells = [", ".join(_fmt(r[key], unit) for r in by_label[label]) for label in SERVERS]
             lines.append(f"| fan-out {n}: {key} | {cells[0]} | {cells[1]} |")

@@ -107,6 +107,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of the live processes of a process group (a service)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def service_cpu(service: ServiceProcess | None) -> float:
+    if service is None or service.process is None:
+        return 0.0
+    return group_cpu_seconds(service.process.pid)
+
+
 # --------------------------------------------------------------------------------------
 # Redis
 
@@ -296,9 +313,7 @@ async def latency_run(client: httpx.AsyncClient, base: str, samples: int) -> dic
         start = time.monotonic()
         task_id = await clients.submit(client, f"{base}/api/process", json={"data": {}})
         record = clients.StreamRecord(task_id)
-        await clients.watch_stream(
-            client, f"{base}/api/task/{task_id}/stream", record, None, deadline=30
-        )
+        await clients.read_stream(f"{base}/api/task/{task_id}/stream", record, None, deadline=30)
         if record.final != "complete" or record.final_at is None:
             failures.append(record.error or f"final event {record.final!r}")
             continue
@@ -356,15 +371,18 @@ async def fanout_run(
                 opened.append(event)
                 url = f"{base}/api/task/{record.task_id}/stream"
                 watchers.append(
-                    asyncio.create_task(clients.watch_stream(client, url, record, event, deadline))
+                    asyncio.create_task(clients.read_stream(url, record, event, deadline))
                 )
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 60)
         await asyncio.sleep(0.2)  # the last streams' subscriptions and first reads
         before = stack.redis.command_counts()
         started = time.monotonic()
+        api_cpu, client_cpu = service_cpu(stack.apis[label]), time.process_time()
         await asyncio.to_thread(stack.start_worker)
         await asyncio.gather(*watchers)
         elapsed = time.monotonic() - started
+        api_cpu = service_cpu(stack.apis[label]) - api_cpu
+        client_cpu = time.process_time() - client_cpu
         after = stack.redis.command_counts()
         await asyncio.to_thread(observer.wait, deadline + 30)
     finally:
@@ -405,6 +423,8 @@ async def fanout_run(
         "events_timed": len(delays),
         "events_without_publish": missing_publishes,
         "seconds": elapsed,
+        "api_cpu_s": api_cpu,
+        "client_cpu_s": client_cpu,
         "redis_commands": total_commands,
         "redis_commands_per_update": total_commands / updates,
         "redis_commands_by_name": delta,
@@ -421,6 +441,7 @@ async def http_load(
     async with httpx.AsyncClient(timeout=30) as client:
         await server_info(client, base)  # resets the lag samples
         before = stack.redis.command_counts()
+        api_cpu = service_cpu(stack.apis[label])
         stop = asyncio.Event()
         probing = asyncio.create_task(clients.probe(client, f"{base}/", stop))
         try:
@@ -433,6 +454,7 @@ async def http_load(
         finally:
             stop.set()
             probe_latencies = await probing
+        api_cpu = service_cpu(stack.apis[label]) - api_cpu
         after = stack.redis.command_counts()
         lag = await server_info(client, base)
     if kind == "enqueue":
@@ -455,6 +477,8 @@ async def http_load(
         "probe_p50_ms": percentile(probe_latencies, 0.5),
         "probe_max_ms": max(probe_latencies, default=float("nan")),
         "probe_samples": len(probe_latencies),
+        "api_cpu_s": api_cpu,
+        "api_cpu_us_per_request": 1e6 * api_cpu / requests if requests else float("nan"),
         "redis_commands_per_request": sum(delta.values()) / requests if requests else 0.0,
         "redis_commands_by_name": delta,
     }
