@@ -7,6 +7,9 @@
 - `WebhookReceiver`: an HTTP server on 127.0.0.1 that records every request.
 - `read_sse()`: the events of a server-sent-events stream, with an overall deadline.
 - `redis_databases()`: Redis database numbers claimed for one test run, flushed before/after.
+- `variant_backends(variant)`: a broker and a result backend of their own for one booted
+  variant (Redis databases, a RabbitMQ vhost, a PostgreSQL database), with `ResultRecords`
+  to look into the result store.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.rendering import project_env
+from tests.services import (
+    REDIS_HOST,
+    REDIS_PORT,
+    postgres_database,
+    rabbitmq_vhost,
+    require_service,
+)
 
 T = TypeVar("T")
 
@@ -624,3 +634,131 @@ def private_redis_server(folder: Path, *, ready_timeout: float = 10.0) -> Iterat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------------------
+# A variant's broker and result backend
+
+
+class ResultRecords:
+    """What the result backend holds, seen from outside the service."""
+
+    def snapshot(self) -> object:
+        """Something equal before and after anything that must not store a record."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class RedisResultRecords(ResultRecords):
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=5)
+
+    def snapshot(self) -> object:
+        return set(self.client.scan_iter(count=1000))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class PostgresResultRecords(ResultRecords):
+    """Celery's SQLAlchemy result tables, read and written with psycopg."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+
+    def snapshot(self) -> object:
+        """Rows per table of the public schema."""
+        with self._connect() as conn:
+            tables = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'public' ORDER BY table_name"
+                )
+            ]
+            return {
+                table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                for table in tables
+            }
+
+    def task_table(self) -> str:
+        """The table Celery keeps task results in (task_id, status, date_done columns)."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT table_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND column_name IN ('task_id', 'date_done') "
+                "GROUP BY table_name HAVING count(*) = 2"
+            ).fetchall()
+        if len(rows) != 1:
+            raise AssertionError(f"expected one task result table, found {rows}")
+        return str(rows[0][0])
+
+    def insert_expired(self, task_id: str, age_days: int = 30) -> None:
+        """A SUCCESS row done `age_days` ago, as Celery would have written it."""
+        table = self.task_table()
+        with self._connect() as conn:
+            conn.execute(
+                f'INSERT INTO "{table}" (id, task_id, status, date_done) '
+                "VALUES (nextval('task_id_sequence'), %s, 'SUCCESS', "
+                "(now() at time zone 'utc') - make_interval(days => %s))",
+                (task_id, age_days),
+            )
+
+    def has(self, task_id: str) -> bool:
+        table = self.task_table()
+        with self._connect() as conn:
+            row = conn.execute(
+                f'SELECT count(*) FROM "{table}" WHERE task_id = %s',
+                (task_id,),
+            ).fetchone()
+        return bool(row and row[0])
+
+
+@dataclass
+class Backends:
+    broker_url: str
+    result_backend_url: str
+    results: ResultRecords
+    rabbitmq_vhost: str | None = None  # the vhost's name, with broker=rabbitmq
+
+
+@contextlib.contextmanager
+def variant_backends(broker: str, result_backend: str) -> Iterator[Backends]:
+    """A broker and a result backend that nothing else uses, removed afterwards.
+
+    Redis: claimed databases (`redis_databases`). RabbitMQ: a fresh vhost. PostgreSQL: a
+    fresh database, reached as postgres without a password (trusted on 127.0.0.1).
+    """
+    with contextlib.ExitStack() as stack:
+        redis_count = [broker, result_backend].count("redis")
+        databases: list[int] = []
+        if redis_count:
+            require_service("Redis", REDIS_HOST, REDIS_PORT)
+            databases = stack.enter_context(
+                redis_databases(redis_count, host=REDIS_HOST, port=REDIS_PORT)
+            )
+        vhost = None
+        if broker == "redis":
+            broker_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{databases.pop(0)}"
+        else:
+            broker_url = stack.enter_context(rabbitmq_vhost())
+            vhost = broker_url.rsplit("/", 1)[1]
+        results: ResultRecords
+        if result_backend == "redis":
+            backend_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{databases.pop(0)}"
+            results = RedisResultRecords(backend_url)
+        else:
+            url = stack.enter_context(postgres_database())
+            backend_url = url.replace("postgresql://", "db+postgresql+psycopg://", 1)
+            results = PostgresResultRecords(url)
+        stack.callback(results.close)
+        yield Backends(broker_url, backend_url, results, vhost)

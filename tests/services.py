@@ -4,6 +4,10 @@ A test that needs a service calls `require_service` first. On a developer machin
 unreachable service skips the test with a reason that says how to start it; with
 `TEMPLATE_REQUIRE_SERVICES=1` (set by `.ci/run`) it fails instead, so CI can never go
 green by skipping everything.
+
+Each user gets its own part of a service, created for it and removed after:
+`redis_database()` (a claimed database number), `rabbitmq_vhost()` (a fresh vhost, made
+through the management HTTP API) and `postgres_database()` (a fresh database).
 """
 
 from __future__ import annotations
@@ -16,14 +20,19 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.variants import Variant
+
 REQUIRE_SERVICES_VAR = "TEMPLATE_REQUIRE_SERVICES"
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
 RABBITMQ_HOST = "127.0.0.1"
 RABBITMQ_PORT = 5672
+RABBITMQ_MANAGEMENT_PORT = 15672
+RABBITMQ_USER = RABBITMQ_PASSWORD = "guest"  # guest may connect from localhost only
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
+POSTGRES_USER = "postgres"  # trusted on 127.0.0.1, no password
 
 
 def services_required() -> bool:
@@ -108,3 +117,93 @@ def redis_database(candidates: range = range(8, 16), lease_seconds: int = 1800) 
                 if control.get(key) == owner.encode():
                     control.delete(key)
         control.close()
+
+
+def require_rabbitmq() -> None:
+    """Require the machine's RabbitMQ and its management HTTP API (plugin enabled)."""
+    require_service("RabbitMQ", RABBITMQ_HOST, RABBITMQ_PORT)
+    require_service(
+        "RabbitMQ's management API (rabbitmq-plugins enable rabbitmq_management)",
+        RABBITMQ_HOST,
+        RABBITMQ_MANAGEMENT_PORT,
+    )
+
+
+def rabbitmq_api_url(path: str = "") -> str:
+    return f"http://{RABBITMQ_HOST}:{RABBITMQ_MANAGEMENT_PORT}/api/{path}"
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost(prefix: str = "template-test") -> Iterator[str]:
+    """A fresh RabbitMQ vhost for the `with` block (guest may use it); yield its AMQP URL.
+
+    Created and deleted through the management HTTP API, so queues, exchanges and messages
+    never outlive the block nor meet another test's.
+    """
+    import httpx
+
+    require_rabbitmq()
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    auth = (RABBITMQ_USER, RABBITMQ_PASSWORD)
+    with httpx.Client(auth=auth, timeout=30) as api:
+        response = api.put(rabbitmq_api_url(f"vhosts/{name}"))
+        if response.status_code not in (201, 204):
+            pytest.fail(f"creating vhost {name}: HTTP {response.status_code} {response.text}")
+        try:
+            response = api.put(
+                rabbitmq_api_url(f"permissions/{name}/{RABBITMQ_USER}"),
+                json={"configure": ".*", "write": ".*", "read": ".*"},
+            )
+            if response.status_code not in (201, 204):
+                pytest.fail(f"permissions on {name}: HTTP {response.status_code} {response.text}")
+            yield (
+                f"amqp://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{name}"
+            )
+        finally:
+            with contextlib.suppress(httpx.HTTPError):
+                api.delete(rabbitmq_api_url(f"vhosts/{name}"))
+
+
+def require_postgres() -> str:
+    """Require the machine's PostgreSQL; return the URL of its maintenance database."""
+    require_service("PostgreSQL", POSTGRES_HOST, POSTGRES_PORT)
+    return postgres_url("postgres")
+
+
+def postgres_url(database: str) -> str:
+    return f"postgresql://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/{database}"
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "template_test") -> Iterator[str]:
+    """A fresh PostgreSQL database for the `with` block; yield its URL (postgresql://...).
+
+    Dropped afterwards, with whatever connections are still open to it.
+    """
+    import psycopg
+
+    maintenance = require_postgres()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(maintenance, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_url(name)
+    finally:
+        with psycopg.connect(maintenance, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def service_urls(variant: Variant) -> Iterator[dict[str, str]]:
+    """The variables a rendered project's integration tests read, each naming a fresh part
+    of a service: REDIS_URL (a claimed database) when the variant uses Redis, RABBITMQ_URL
+    (a vhost) with RabbitMQ, POSTGRES_URL (a database) with PostgreSQL."""
+    with contextlib.ExitStack() as stack:
+        env: dict[str, str] = {}
+        if variant.uses_redis:
+            env["REDIS_URL"] = stack.enter_context(redis_database())
+        if variant.broker == "rabbitmq":
+            env["RABBITMQ_URL"] = stack.enter_context(rabbitmq_vhost())
+        if variant.result_backend == "postgresql":
+            env["POSTGRES_URL"] = stack.enter_context(postgres_database())
+        yield env
