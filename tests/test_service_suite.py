@@ -1,8 +1,10 @@
 """The rendered project's own test suite passes in its own environment.
 
-Once without REDIS_URL (its integration tests must skip, the rest must pass) and once
-against the machine's Redis in a database claimed for the test (its integration
-tests must run, none skipped).
+For the default answers at each python_version, and for each booted variant
+(tests/variants.py) at the default python_version. Twice each: without service variables
+(its integration tests must skip, the rest must pass) and with them (its integration
+tests must run, none skipped): REDIS_URL, RABBITMQ_URL and POSTGRES_URL as the variant
+uses Redis, RabbitMQ and PostgreSQL, each naming a database or vhost made for the test.
 """
 
 from __future__ import annotations
@@ -15,13 +17,31 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import RenderedProjects, python_version_params
+from tests.matrix import DEFAULT_PYTHON
+from tests.projects import PYTHON_VERSIONS, RenderedProjects
 from tests.rendering import RenderedProject
-from tests.services import redis_database
-
-pytestmark = pytest.mark.parametrize("python_version", python_version_params())
+from tests.services import service_urls
+from tests.variants import BOOT_VARIANTS, Variant
 
 SUITE_TIMEOUT_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class Suite:
+    python_version: str
+    variant: Variant
+
+
+SUITES = [
+    *(pytest.param(Suite(v, Variant()), id=f"py{v}") for v in PYTHON_VERSIONS),
+    *(
+        pytest.param(Suite(DEFAULT_PYTHON, b.variant), id=f"py{DEFAULT_PYTHON}-{b.id}")
+        for b in BOOT_VARIANTS
+        if not b.variant.is_default
+    ),
+]
+
+pytestmark = pytest.mark.parametrize("suite", SUITES)
 
 
 @dataclass(frozen=True)
@@ -69,34 +89,35 @@ def report(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis URL with a database claimed for this test, empty before and after."""
-    with redis_database() as url:
-        yield url
+def project(rendered_projects: RenderedProjects, suite: Suite) -> RenderedProject:
+    return rendered_projects.synced(suite.python_version, suite.variant)
 
 
-def test_suite_passes_without_redis(
-    rendered_projects: RenderedProjects, python_version: str, tmp_path: Path
-) -> None:
-    project = rendered_projects.synced(python_version)
-    # project_env drops any REDIS_URL of ours, so the suite sees none.
+@pytest.fixture
+def services(suite: Suite) -> Iterator[dict[str, str]]:
+    """Service URLs for the variant, each a database or vhost of its own for this test."""
+    with service_urls(suite.variant) as env:
+        yield env
+
+
+def test_suite_passes_without_services(project: RenderedProject, tmp_path: Path) -> None:
+    # project_env drops any REDIS_URL etc. of ours, so the suite sees none.
     result, cases = run_suite(project, tmp_path / "junit.xml")
     if result.returncode != 0:
         pytest.fail(report(result), pytrace=False)
     unit = [c for c in cases if not c.integration]
     assert any(c.outcome == "passed" for c in unit), "no unit test passed\n" + report(result)
     ran = [c.name for c in cases if c.integration and c.outcome != "skipped"]
-    assert not ran, f"integration tests ran without REDIS_URL: {ran}"
+    assert not ran, f"integration tests ran without service variables: {ran}"
 
 
-def test_suite_passes_against_redis(
-    rendered_projects: RenderedProjects, python_version: str, redis_url: str, tmp_path: Path
+def test_suite_passes_against_services(
+    project: RenderedProject, services: dict[str, str], tmp_path: Path
 ) -> None:
-    project = rendered_projects.synced(python_version)
-    result, cases = run_suite(project, tmp_path / "junit.xml", env={"REDIS_URL": redis_url})
+    result, cases = run_suite(project, tmp_path / "junit.xml", env=services)
     if result.returncode != 0:
-        pytest.fail(report(result), pytrace=False)
+        pytest.fail(f"with {services}: {report(result)}", pytrace=False)
     integration = [c for c in cases if c.integration]
     assert integration, "the rendered project has no integration tests\n" + report(result)
     skipped = [c.name for c in integration if c.outcome == "skipped"]
-    assert not skipped, f"integration tests skipped with REDIS_URL={redis_url}: {skipped}"
+    assert not skipped, f"integration tests skipped with {services}: {skipped}"
