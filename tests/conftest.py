@@ -31,7 +31,7 @@ if str(Path(__file__).parent) not in sys.path:
 from tests.matrix import SharedResults, VariantRenders
 from tests.projects import RenderedProjects, shared_temp_root
 from tests.rendering import TEMPLATE_ROOT
-from tests.variants import boot_scope, static_scope
+from tests.variants import BOOT_VARIANTS, boot_scope, static_scope
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,9 +89,11 @@ def shared_results(variant_renders: VariantRenders) -> SharedResults:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Boot tests first (stable: pytest's own grouping by variant is kept): they are the
-    longest units of work, so starting them first balances the workers best."""
-    items.sort(key=lambda item: boot_scope(item.nodeid) is None)
+    """Boot tests first, grouped by variant (a stable sort: within a variant, the order of
+    the file). They are the longest units of work: started first, they balance the
+    workers best; grouped, each variant's stack boots once."""
+    order = {f"boot:{b.id}": i for i, b in enumerate(BOOT_VARIANTS)}
+    items.sort(key=lambda item: order.get(boot_scope(item.nodeid) or "", len(order)))
 
 
 @pytest.hookimpl(optionalhook=True)

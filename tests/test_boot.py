@@ -1,9 +1,17 @@
-"""Boot the default rendered service for real and drive every endpoint over HTTP.
+"""Boot rendered services for real and drive their endpoints over HTTP.
 
-One rendered + synced project per module. The stack: Redis (two claimed databases: broker
-and results), an SMTP sink, a webhook receiver, the API (uvicorn), Flower and, from the
-first test that needs it on, one Celery worker. The API starts before the worker so that
-the first test can see a task read `queued`; keep it first in the file.
+One stack per booted variant (tests/variants.py `BOOT_VARIANTS`: every broker x result
+backend pair, each option on and off at least once), at the default python_version. The
+stack: a broker and a result backend of its own (Redis databases, a RabbitMQ vhost, a
+PostgreSQL database), an SMTP sink and a webhook receiver when the variant has email and
+webhooks, the API (uvicorn), Flower when it has Flower and, from the first test that
+needs it on, one Celery worker; beat last, for the tests of periodic tasks.
+
+Each test is generated only for the variants it applies to (`@each(applies)`), never
+skipped: the `boot` fixture is parametrized at module scope, so pytest runs a variant's
+tests together and boots its stack once. Under xdist a variant's tests are one unit of
+work for one worker (conftest's scheduler). Order matters within a variant: the first
+tests need the API up and no worker yet; beat's tests come last (its tasks write results).
 """
 
 from __future__ import annotations
@@ -16,16 +24,17 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.boot import (
+    Backends,
+    PostgresResultRecords,
     ServiceProcess,
     SmtpSink,
     SseEvent,
@@ -33,26 +42,36 @@ from tests.boot import (
     closed_port,
     free_port,
     read_sse,
-    redis_databases,
+    variant_backends,
 )
-from tests.projects import PYTHON_VERSIONS, RenderedProjects
-from tests.rendering import RenderedProject, available_python_versions
-from tests.services import REDIS_HOST, REDIS_PORT, require_service
+from tests.matrix import DEFAULT_PYTHON
+from tests.projects import RenderedProjects
+from tests.rendering import RenderedProject
+from tests.services import (
+    RABBITMQ_HOST,
+    RABBITMQ_MANAGEMENT_PORT,
+    RABBITMQ_PASSWORD,
+    RABBITMQ_USER,
+    rabbitmq_api_url,
+)
+from tests.variants import BootVariant, Variant, boot_params
 
-# One stack per xdist worker that runs tests of this module: `--dist loadgroup` keeps them on
-# one worker, but with pytest 9.2 + xdist 3.8 that grouping silently does nothing
-# (pytest-xdist issue 1386); `--dist loadfile` does it. Split over workers, it still passes.
-pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("boot-default")]
+pytestmark = pytest.mark.boot
 
 REPORT_STEPS = 20
 REPORT_STEP_DELAY_SECONDS = 0.1  # a report runs 2 s: long enough to be cancelled mid-way
 MAX_BODY_BYTES = 1024
 FLOWER_USER, FLOWER_PASSWORD = "admin", "secret"
-TASK_TIMEOUT = 20.0
+TASK_TIMEOUT = 30.0
 # Status polls: routine access-log lines, left out of the API's log tail in failure reports.
 STATUS_POLL_LINE = r'"GET /api/task/[^/ ]+ HTTP/1\.1" 200'
 
 FINAL_STATUSES = frozenset({"success", "failure", "revoked"})
+
+
+def each(applies: Callable[[Variant], bool] = lambda _: True) -> pytest.MarkDecorator:
+    """Generate the test for each booted variant it applies to (one stack per variant)."""
+    return pytest.mark.parametrize("boot", boot_params(applies), indirect=True, scope="module")
 
 
 def canonical_checksum(value: object) -> str:
@@ -62,18 +81,20 @@ def canonical_checksum(value: object) -> str:
 
 @dataclass
 class Stack:
+    variant: Variant
     project: RenderedProject
     env: dict[str, str]
     logs: Path
+    backends: Backends
     api: ServiceProcess
-    flower: ServiceProcess
-    smtp: SmtpSink
-    webhooks: WebhookReceiver
-    results_redis: redis.Redis
     client: httpx.Client
+    flower: ServiceProcess | None
+    smtp: SmtpSink | None
+    webhooks: WebhookReceiver | None
     webhook_secret: str
     flower_url: str
     worker: ServiceProcess | None = None
+    beat: ServiceProcess | None = None
 
     @property
     def package(self) -> str:
@@ -81,8 +102,9 @@ class Stack:
 
     def diagnostics(self) -> str:
         parts = [self.api.describe("API", 30)]
-        if self.worker is not None:
-            parts.append(self.worker.describe("worker", 40))
+        for process, lines in ((self.worker, 40), (self.beat, 20)):
+            if process is not None:
+                parts.append(process.describe(process.name, lines))
         return "\n".join(parts)
 
     # -- HTTP helpers ------------------------------------------------------------------
@@ -135,8 +157,10 @@ class Stack:
         assert body["error"] is None, body
         return body["result"]
 
-    def meta_keys(self) -> set[bytes]:
-        return set(self.results_redis.scan_iter(match=b"*celery-task-meta-*", count=1000))
+    def stream(self, task_id: str, timeout: float, **kwargs: Any) -> Any:
+        return read_sse(
+            f"{self.client.base_url}/api/task/{task_id}/stream", timeout=timeout, **kwargs
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -156,54 +180,82 @@ def _webhook_status(path: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> None:
-    """Redis is up (checked before the slow render and sync)."""
-    require_service("Redis", REDIS_HOST, REDIS_PORT)
+def boot(request: pytest.FixtureRequest) -> BootVariant:
+    """The booted variant (parametrized indirectly by `@each`)."""
+    assert isinstance(request.param, BootVariant)
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def project(rendered_projects: RenderedProjects) -> RenderedProject:
-    """The default project (newest available Python), synced; shared with other modules."""
-    versions = available_python_versions()
-    # None at all: skip, or fail with TEMPLATE_REQUIRE_SERVICES=1, naming the default.
-    return rendered_projects.synced(versions[-1] if versions else PYTHON_VERSIONS[-1])
+def backends(boot: BootVariant) -> Iterator[Backends]:
+    """The variant's own broker and result backend (checked before the slow sync)."""
+    with variant_backends(boot.variant.broker, boot.variant.result_backend) as made:
+        yield made
 
 
-@pytest.fixture(scope="module")
-def stack(
-    redis_server: None, project: RenderedProject, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    """Everything but the worker, started and ready."""
-    logs = tmp_path_factory.mktemp("boot-logs")
-    webhook_secret = secrets.token_hex(16)
-    with (
-        redis_databases(2, host=REDIS_HOST, port=REDIS_PORT) as (broker_db, results_db),
-        SmtpSink(reject=_refused_for_good, defer_once=_refused_once) as smtp,
-        WebhookReceiver(status_for=_webhook_status) as webhooks,
-    ):
-        api_port, flower_port = free_port(), free_port()
-        env = {
-            "CELERY_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{broker_db}",
-            "CELERY_RESULT_BACKEND": f"redis://{REDIS_HOST}:{REDIS_PORT}/{results_db}",
+def stack_env(variant: Variant, backends: Backends, smtp: SmtpSink | None) -> dict[str, str]:
+    env = {
+        "CELERY_BROKER_URL": backends.broker_url,
+        "CELERY_RESULT_BACKEND": backends.result_backend_url,
+        "REPORT_STEPS": str(REPORT_STEPS),
+        "REPORT_STEP_DELAY_SECONDS": str(REPORT_STEP_DELAY_SECONDS),
+        "MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if variant.use_sse:
+        env |= {"SSE_PING_SECONDS": "1", "RESULT_POLL_INTERVAL_SECONDS": "0.05"}
+    if smtp is not None:
+        env |= {
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp.port),
             "SMTP_STARTTLS": "false",
             "SMTP_TIMEOUT_SECONDS": "5",
             "EMAIL_MAX_RETRIES": "3",
             "EMAIL_RETRY_BACKOFF_SECONDS": "0.1",
-            "WEBHOOK_SECRET": webhook_secret,
+        }
+    if variant.use_webhooks:
+        env |= {
             "WEBHOOK_ALLOW_PRIVATE": "true",
             "WEBHOOK_TIMEOUT_SECONDS": "5",
             "WEBHOOK_MAX_RETRIES": "2",
             "WEBHOOK_RETRY_BACKOFF_SECONDS": "0.1",
-            "REPORT_STEPS": str(REPORT_STEPS),
-            "REPORT_STEP_DELAY_SECONDS": str(REPORT_STEP_DELAY_SECONDS),
-            "MAX_BODY_BYTES": str(MAX_BODY_BYTES),
-            "SSE_PING_SECONDS": "1",
-            "RESULT_POLL_INTERVAL_SECONDS": "0.1",
-            "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}",
-            "PYTHONUNBUFFERED": "1",
         }
+    if variant.use_flower:
+        env["FLOWER_BASIC_AUTH"] = f"{FLOWER_USER}:{FLOWER_PASSWORD}"
+        if variant.broker == "rabbitmq":
+            env["FLOWER_BROKER_API"] = (
+                f"http://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@{RABBITMQ_HOST}:"
+                f"{RABBITMQ_MANAGEMENT_PORT}/api/"
+            )
+    if variant.use_beat:
+        env["HEARTBEAT_INTERVAL_SECONDS"] = "1"
+        if variant.result_backend == "postgresql":
+            env["RESULT_CLEANUP_INTERVAL_SECONDS"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def stack(
+    boot: BootVariant,
+    backends: Backends,
+    rendered_projects: RenderedProjects,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """Everything but the worker and beat, started and ready."""
+    variant = boot.variant
+    project = rendered_projects.synced(DEFAULT_PYTHON, variant)
+    logs = tmp_path_factory.mktemp(f"boot-{boot.letter}")
+    webhook_secret = secrets.token_hex(16)
+    smtp = SmtpSink(reject=_refused_for_good, defer_once=_refused_once)
+    webhooks = WebhookReceiver(status_for=_webhook_status)
+    with (
+        smtp if variant.use_email else _absent() as smtp_or_none,
+        webhooks if variant.use_webhooks else _absent() as webhooks_or_none,
+    ):
+        env = stack_env(variant, backends, smtp_or_none)
+        if variant.use_webhooks:
+            env["WEBHOOK_SECRET"] = webhook_secret
+        api_port, flower_port = free_port(), free_port()
         api = ServiceProcess(
             name="api",
             args=[
@@ -236,26 +288,35 @@ def stack(
             ready_url=f"http://127.0.0.1:{flower_port}/",
             ready_status=None,  # 401 without credentials is ready too
         )
-        results_redis = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=results_db)
         with (
             api,
-            flower,
+            flower if variant.use_flower else _absent() as flower_or_none,
             httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as client,
         ):
             yield Stack(
+                variant=variant,
                 project=project,
                 env=env,
                 logs=logs,
+                backends=backends,
                 api=api,
-                flower=flower,
-                smtp=smtp,
-                webhooks=webhooks,
-                results_redis=results_redis,
                 client=client,
+                flower=flower_or_none,
+                smtp=smtp_or_none,
+                webhooks=webhooks_or_none,
                 webhook_secret=webhook_secret,
                 flower_url=f"http://127.0.0.1:{flower_port}",
             )
-        results_redis.close()
+
+
+class _absent:
+    """A `with` target standing for a part the variant does not have: yields None."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -287,17 +348,37 @@ def worker(stack: Stack) -> Iterator[ServiceProcess]:
         stack.worker = None
 
 
+@pytest.fixture(scope="module")
+def beat(stack: Stack, worker: ServiceProcess) -> Iterator[ServiceProcess]:
+    """celery beat, as compose runs it, with the schedule file in the logs folder."""
+    process = ServiceProcess(
+        name="beat",
+        args=[
+            "celery",
+            "-A",
+            f"{stack.package}.celery_app",
+            "beat",
+            "--loglevel=INFO",
+            f"--schedule={stack.logs / 'celerybeat-schedule'}",
+        ],
+        cwd=stack.project.path,
+        env=stack.env,
+        log_path=stack.logs / "beat.log",
+        ready_log=r"beat: Starting",
+    )
+    with process:
+        stack.beat = process
+        yield process
+        stack.beat = None
+
+
 # --------------------------------------------------------------------------------------
-# Queued, then run: must be first (it needs the API up and no worker yet)
+# Queued, then run: these must be first (they need the API up and no worker yet)
 
 
-def test_task_reads_queued_until_a_worker_runs_it_and_streams_every_step(
-    stack: Stack, request: pytest.FixtureRequest
-) -> None:
+def _expect_queued(stack: Stack, task_id: str) -> None:
     if stack.worker is not None:
-        pytest.skip("a worker is already running (this test must run before the others)")
-    task_id = stack.submit("/api/report/7")
-
+        pytest.fail("a worker is already running: this test must run before the others")
     queued = stack.expect(stack.client.get(f"/api/task/{task_id}"), 200)
     assert queued == {
         "task_id": task_id,
@@ -307,15 +388,21 @@ def test_task_reads_queued_until_a_worker_runs_it_and_streams_every_step(
         "error": None,
     }
 
+
+@each(lambda v: v.use_sse)
+def test_task_reads_queued_until_a_worker_runs_it_and_streams_every_step(
+    stack: Stack, request: pytest.FixtureRequest
+) -> None:
+    task_id = stack.submit("/api/report/7")
+    _expect_queued(stack, task_id)
+
     opened = threading.Event()
     outcome: dict[str, Any] = {}
 
     def read() -> None:
         try:
-            outcome["response"], outcome["events"] = read_sse(
-                f"{stack.client.base_url}/api/task/{task_id}/stream",
-                timeout=60,
-                on_open=lambda _: opened.set(),
+            outcome["response"], outcome["events"] = stack.stream(
+                task_id, timeout=60, on_open=lambda _: opened.set()
             )
         except BaseException as exc:
             outcome["error"] = exc
@@ -336,9 +423,19 @@ def test_task_reads_queued_until_a_worker_runs_it_and_streams_every_step(
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     names = [e.event for e in events]
-    assert names == ["progress"] * REPORT_STEPS + ["complete"], events
     progress = [e.json() for e in events[:-1]]
-    assert [p["current"] for p in progress] == list(range(1, REPORT_STEPS + 1)), progress
+    currents = [p["current"] for p in progress]
+    if stack.variant.result_backend == "redis":
+        # Pushed through pub/sub: every step arrives.
+        assert names == ["progress"] * REPORT_STEPS + ["complete"], events
+        assert currents == list(range(1, REPORT_STEPS + 1)), progress
+    else:
+        # Polled (RESULT_POLL_INTERVAL_SECONDS): steps between two polls are not seen, but
+        # what comes is in order and the stream follows the task to its end.
+        assert names == ["progress"] * len(progress) + ["complete"], events
+        assert len(progress) >= 3, events
+        assert currents == sorted(set(currents)), currents
+        assert set(currents) <= set(range(1, REPORT_STEPS + 1)), currents
     assert {p["total"] for p in progress} == {REPORT_STEPS}, progress
     final = events[-1].json()
     assert final["task_id"] == task_id and final["status"] == "success", final
@@ -347,10 +444,24 @@ def test_task_reads_queued_until_a_worker_runs_it_and_streams_every_step(
     assert stack.expect_success(task_id) == final["result"]
 
 
+@each(lambda v: not v.use_sse)
+def test_task_reads_queued_until_a_worker_runs_it(
+    stack: Stack, request: pytest.FixtureRequest
+) -> None:
+    task_id = stack.submit("/api/report/7")
+    _expect_queued(stack, task_id)
+    time.sleep(0.5)
+    _expect_queued(stack, task_id)  # still queued: nothing consumes it
+    request.getfixturevalue("worker")
+    result = stack.expect_success(task_id)
+    assert result["user_id"] == 7 and result["sections"] == REPORT_STEPS, result
+
+
 # --------------------------------------------------------------------------------------
-# Health
+# Health and the variant's endpoints
 
 
+@each()
 def test_root_and_health(stack: Stack, worker: ServiceProcess) -> None:
     assert stack.expect(stack.client.get("/"), 200) == {"status": "ok", "app": "My Service"}
     assert stack.expect(stack.client.get("/health/live"), 200)["status"] == "ok"
@@ -361,10 +472,63 @@ def test_root_and_health(stack: Stack, worker: ServiceProcess) -> None:
     }
 
 
+def expected_paths(variant: Variant) -> set[str]:
+    """The API's paths per CONTRACT.md, less the endpoints of options that are off."""
+    paths = {
+        "/",
+        "/health/live",
+        "/health/ready",
+        "/api/process",
+        "/api/async-process",
+        "/api/report/{user_id}",
+        "/api/combined",
+        "/api/workflow",
+        "/api/quick-log",
+        "/api/task/{task_id}",
+    }
+    if variant.use_email:
+        paths.add("/api/email")
+    if variant.use_webhooks:
+        paths.add("/api/task-with-webhook")
+    if variant.use_sse:
+        paths.add("/api/task/{task_id}/stream")
+    return paths
+
+
+@each()
+def test_openapi_lists_exactly_the_variants_endpoints(stack: Stack) -> None:
+    schema = stack.expect(stack.client.get("/openapi.json"), 200)
+    assert set(schema["paths"]) == expected_paths(stack.variant)
+
+
+@each(lambda v: not (v.use_email and v.use_webhooks and v.use_sse))
+def test_endpoints_of_options_that_are_off_are_404(stack: Stack, worker: ServiceProcess) -> None:
+    task_id = stack.submit("/api/process", json={"data": {"a": 1}})
+    stack.expect_success(task_id)
+    gone: list[tuple[str, str, dict[str, Any]]] = []
+    if not stack.variant.use_email:
+        gone.append(
+            ("POST", "/api/email", {"json": {"to": "a@example.com", "subject": "s", "body": "b"}})
+        )
+    if not stack.variant.use_webhooks:
+        gone.append(
+            (
+                "POST",
+                "/api/task-with-webhook",
+                {"params": {"webhook_url": "http://example.com/hook"}, "json": {"data": {}}},
+            )
+        )
+    if not stack.variant.use_sse:
+        gone.append(("GET", f"/api/task/{task_id}/stream", {}))
+    for method, path, kwargs in gone:
+        stack.expect(stack.client.request(method, path, **kwargs), 404)
+
+
 # --------------------------------------------------------------------------------------
 # Tasks, each to its final result
 
 
+@each()
 def test_process_gives_summary_without_leaking_arguments(
     stack: Stack, worker: ServiceProcess
 ) -> None:
@@ -380,6 +544,7 @@ def test_process_gives_summary_without_leaking_arguments(
         assert "Traceback" not in body and marker not in body, body
 
 
+@each()
 def test_async_process(stack: Stack, worker: ServiceProcess) -> None:
     data = {"a": 1, "b": 2}
     result = stack.expect_success(stack.submit("/api/async-process", json={"data": data}))
@@ -388,9 +553,10 @@ def test_async_process(stack: Stack, worker: ServiceProcess) -> None:
     assert result["checksum"] == canonical_checksum(data), result
 
 
+@each(lambda v: v.use_sse)
 def test_report_stream_with_a_running_worker(stack: Stack, worker: ServiceProcess) -> None:
     task_id = stack.submit("/api/report/8")
-    response, events = read_sse(f"{stack.client.base_url}/api/task/{task_id}/stream", timeout=30)
+    response, events = stack.stream(task_id, timeout=30)
     assert response.status_code == 200, response.text
     assert [e.event for e in events[:-1]] == ["progress"] * (len(events) - 1), events
     assert events[-1].event == "complete", events
@@ -403,11 +569,12 @@ def test_report_stream_with_a_running_worker(stack: Stack, worker: ServiceProces
     assert final["status"] == "success" and final["result"]["user_id"] == 8, final
 
     # The stream of a finished task is just its final event.
-    response, events = read_sse(f"{stack.client.base_url}/api/task/{task_id}/stream", timeout=10)
+    response, events = stack.stream(task_id, timeout=10)
     assert [e.event for e in events] == ["complete"], events
     assert events[0].json() == final
 
 
+@each()
 def test_report_progress_is_readable_mid_way(stack: Stack, worker: ServiceProcess) -> None:
     task_id = stack.submit("/api/report/9")
     body = stack.wait_for_task(task_id, until=frozenset({"progress", *FINAL_STATUSES}))
@@ -418,7 +585,9 @@ def test_report_progress_is_readable_mid_way(stack: Stack, worker: ServiceProces
     assert stack.expect_success(task_id)["user_id"] == 9
 
 
+@each(lambda v: v.use_email)
 def test_email_is_delivered(stack: Stack, worker: ServiceProcess) -> None:
+    assert stack.smtp is not None
     to = f"user-{uuid.uuid4().hex[:8]}@example.com"
     subject, text = "Boot test", f"Hello from the boot test {uuid.uuid4().hex}"
     task_id = stack.submit("/api/email", json={"to": to, "subject": subject, "body": text})
@@ -431,7 +600,9 @@ def test_email_is_delivered(stack: Stack, worker: ServiceProcess) -> None:
     assert result["message_id"], result
 
 
+@each(lambda v: v.use_email)
 def test_email_temporary_refusal_is_retried(stack: Stack, worker: ServiceProcess) -> None:
+    assert stack.smtp is not None
     to = f"defer-{uuid.uuid4().hex[:8]}@example.com"
     task_id = stack.submit("/api/email", json={"to": to, "subject": "Retry", "body": "again"})
     stack.smtp.wait_for(lambda m: to in m.rcpt_tos, timeout=TASK_TIMEOUT)
@@ -439,9 +610,11 @@ def test_email_temporary_refusal_is_retried(stack: Stack, worker: ServiceProcess
     assert stack.expect_success(task_id)["recipient"] == to
 
 
+@each(lambda v: v.use_email)
 def test_email_permanent_refusal_fails_without_traceback(
     stack: Stack, worker: ServiceProcess
 ) -> None:
+    assert stack.smtp is not None
     to = f"reject-{uuid.uuid4().hex[:8]}@example.com"
     text = f"body-{uuid.uuid4().hex}"
     task_id = stack.submit("/api/email", json={"to": to, "subject": "Nope", "body": text})
@@ -455,13 +628,16 @@ def test_email_permanent_refusal_fails_without_traceback(
     assert (to, "550") in stack.smtp.refusals
 
 
+@each()
 def test_combined(stack: Stack, worker: ServiceProcess) -> None:
     data = {"combined": uuid.uuid4().hex}
     result = stack.expect_success(stack.submit("/api/combined", json={"data": data}))
     assert result["keys"] == ["combined"], result
 
 
+@each(lambda v: v.use_webhooks)
 def test_webhook_is_signed_and_delivered(stack: Stack, worker: ServiceProcess) -> None:
+    assert stack.webhooks is not None
     url = stack.webhooks.url(f"/hook/{uuid.uuid4().hex}")
     data = {"order": 42, "items": ["a", "b"]}
     task_id = stack.submit(
@@ -482,7 +658,9 @@ def test_webhook_is_signed_and_delivered(stack: Stack, worker: ServiceProcess) -
     assert result["webhook"] == {"url": url, "status_code": 200}, result
 
 
+@each(lambda v: v.use_webhooks)
 def test_webhook_target_failing_ends_in_failure(stack: Stack, worker: ServiceProcess) -> None:
+    assert stack.webhooks is not None
     url = stack.webhooks.url(f"/fail/{uuid.uuid4().hex}")
     task_id = stack.submit(
         "/api/task-with-webhook", params={"webhook_url": url}, json={"data": {"x": 1}}
@@ -494,6 +672,7 @@ def test_webhook_target_failing_ends_in_failure(stack: Stack, worker: ServicePro
     assert len(attempts) == 1 + 2, attempts  # first try + WEBHOOK_MAX_RETRIES
 
 
+@each()
 def test_workflow(stack: Stack, worker: ServiceProcess) -> None:
     data = {" Name ": "x", "Count": 2}
     result = stack.expect_success(stack.submit("/api/workflow", json={"data": data}))
@@ -501,12 +680,14 @@ def test_workflow(stack: Stack, worker: ServiceProcess) -> None:
     assert result["keys"] == ["count", "name"], result
 
 
+@each()
 def test_quick_log(stack: Stack, worker: ServiceProcess) -> None:
     body = stack.expect(stack.client.post("/api/quick-log", json={"data": {"q": 1}}), 202)
     assert body == {"status": "accepted", "message": body["message"]} and body["message"], body
 
 
-@pytest.mark.parametrize("path", ["/api/quick-log", "/api/combined"])
+@each()
+@pytest.mark.parametrize("path", ["/api/quick-log", "/api/combined"], ids=["quick-log", "combined"])
 def test_background_log_line_reaches_the_api_log(
     stack: Stack, worker: ServiceProcess, path: str
 ) -> None:
@@ -521,20 +702,20 @@ def test_background_log_line_reaches_the_api_log(
 # Cancelling, unknown ids, finished tasks
 
 
-def test_cancel_a_running_report(stack: Stack, worker: ServiceProcess) -> None:
-    task_id = stack.submit("/api/report/10")
+def _cancel_running_report(stack: Stack, user_id: int) -> tuple[str, float]:
+    task_id = stack.submit(f"/api/report/{user_id}")
     started = time.monotonic()
     running = stack.wait_for_task(task_id, until=frozenset({"progress", *FINAL_STATUSES}))
     assert running["status"] == "progress", running
-
     body = stack.expect(stack.client.delete(f"/api/task/{task_id}"), 202)
     assert body["task_id"] == task_id and body["status"] == "revoked" and body["message"], body
     assert stack.wait_for_task(task_id, timeout=10)["status"] == "revoked"
+    return task_id, started
 
-    _, events = read_sse(f"{stack.client.base_url}/api/task/{task_id}/stream", timeout=10)
-    assert [e.event for e in events] == ["failure"], events
-    assert events[0].json()["status"] == "revoked", events
 
+@each()
+def test_cancel_a_running_report(stack: Stack, worker: ServiceProcess) -> None:
+    task_id, started = _cancel_running_report(stack, 10)
     # Past the time the report would have taken, it still reads revoked: it was stopped,
     # not left to finish and overwrite the state.
     time.sleep(max(0.0, started + REPORT_STEPS * REPORT_STEP_DELAY_SECONDS + 1 - time.monotonic()))
@@ -544,17 +725,28 @@ def test_cancel_a_running_report(stack: Stack, worker: ServiceProcess) -> None:
     stack.expect(stack.client.delete(f"/api/task/{task_id}"), 409)
 
 
+@each(lambda v: v.use_sse)
+def test_stream_of_a_cancelled_task_is_one_failure_event(
+    stack: Stack, worker: ServiceProcess
+) -> None:
+    task_id, _ = _cancel_running_report(stack, 11)
+    _, events = stack.stream(task_id, timeout=10)
+    assert [e.event for e in events] == ["failure"], events
+    assert events[0].json()["status"] == "revoked", events
+
+
+@each()
 def test_unknown_task_ids_are_404(stack: Stack, worker: ServiceProcess) -> None:
     unknown = str(uuid.uuid4())
-    for method, path in (
-        ("GET", f"/api/task/{unknown}"),
-        ("GET", f"/api/task/{unknown}/stream"),
-        ("DELETE", f"/api/task/{unknown}"),
-    ):
+    requests = [("GET", f"/api/task/{unknown}"), ("DELETE", f"/api/task/{unknown}")]
+    if stack.variant.use_sse:
+        requests.append(("GET", f"/api/task/{unknown}/stream"))
+    for method, path in requests:
         body = stack.expect(stack.client.request(method, path), 404)
         assert isinstance(body.get("detail"), str) and body["detail"], (method, path, body)
 
 
+@each()
 def test_cancel_a_finished_task_is_409(stack: Stack, worker: ServiceProcess) -> None:
     task_id = stack.submit("/api/process", json={"data": {"done": True}})
     stack.expect_success(task_id)
@@ -566,48 +758,72 @@ def test_cancel_a_finished_task_is_409(stack: Stack, worker: ServiceProcess) -> 
 # Bad input
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "kwargs"),
-    [
-        pytest.param(
+def _always(_: Variant) -> bool:
+    return True
+
+
+# (case, request, applies to): each case only for the variants having its endpoint.
+BAD_INPUT: list[tuple[str, tuple[str, str, dict[str, Any]], Callable[[Variant], bool]]] = [
+    (
+        "malformed-json",
+        (
             "POST",
             "/api/process",
             {"content": b'{"data": {', "headers": {"content-type": "application/json"}},
-            id="malformed-json",
         ),
-        pytest.param("POST", "/api/process", {"json": {"data": "not an object"}}, id="wrong-type"),
-        pytest.param("POST", "/api/process", {"json": {"other": {}}}, id="missing-field"),
-        pytest.param("POST", "/api/report/abc", {}, id="user-id-not-int"),
-        pytest.param("POST", "/api/report/0", {}, id="user-id-below-1"),
-        pytest.param(
-            "POST",
-            "/api/email",
-            {"json": {"to": "not-an-email", "subject": "s", "body": "b"}},
-            id="bad-email",
-        ),
-        pytest.param(
+        _always,
+    ),
+    ("wrong-type", ("POST", "/api/process", {"json": {"data": "not an object"}}), _always),
+    ("missing-field", ("POST", "/api/process", {"json": {"other": {}}}), _always),
+    ("user-id-not-int", ("POST", "/api/report/abc", {}), _always),
+    ("user-id-below-1", ("POST", "/api/report/0", {}), _always),
+    (
+        "bad-email",
+        ("POST", "/api/email", {"json": {"to": "not-an-email", "subject": "s", "body": "b"}}),
+        lambda v: v.use_email,
+    ),
+    (
+        "webhook-not-http",
+        (
             "POST",
             "/api/task-with-webhook",
             {"params": {"webhook_url": "ftp://x"}, "json": {"data": {}}},
-            id="webhook-not-http",
         ),
-        pytest.param(
-            "POST", "/api/task-with-webhook", {"json": {"data": {}}}, id="webhook-url-missing"
-        ),
-    ],
-)
-def test_bad_input_is_422(stack: Stack, method: str, path: str, kwargs: dict[str, Any]) -> None:
-    keys_before = stack.meta_keys()
-    stack.expect(stack.client.request(method, path, **kwargs), 422)
-    assert stack.meta_keys() == keys_before, "a rejected request left a task record"
+        lambda v: v.use_webhooks,
+    ),
+    (
+        "webhook-url-missing",
+        ("POST", "/api/task-with-webhook", {"json": {"data": {}}}),
+        lambda v: v.use_webhooks,
+    ),
+]
 
 
+@each()
+def test_bad_input_is_422_and_leaves_no_record(stack: Stack) -> None:
+    """Every bad-input case of the variant's endpoints (one test: the cases depend on the
+    variant, and a parametrize of its own would split the variant's tests apart)."""
+    failures = []
+    for case, (method, path, kwargs), applies in BAD_INPUT:
+        if not applies(stack.variant):
+            continue
+        records_before = stack.backends.results.snapshot()
+        response = stack.client.request(method, path, **kwargs)
+        if response.status_code != 422:
+            failures.append(f"{case}: {method} {path} -> {response.status_code}: {response.text}")
+        elif stack.backends.results.snapshot() != records_before:
+            failures.append(f"{case}: the rejected request left a task record")
+    assert not failures, "\n".join(failures) + "\n" + stack.diagnostics()
+
+
+@each()
 def test_body_over_limit_is_413(stack: Stack) -> None:
     big = {"data": {"x": "a" * (MAX_BODY_BYTES + 1)}}
     body = stack.expect(stack.client.post("/api/process", json=big), 413)
     assert body["detail"], body
 
 
+@each()
 def test_streamed_body_over_limit_is_413(stack: Stack) -> None:
     chunk = b'{"data": {"x": "' + b"a" * MAX_BODY_BYTES + b'"}}'
 
@@ -626,11 +842,18 @@ def test_streamed_body_over_limit_is_413(stack: Stack) -> None:
 # Broker down
 
 
+def unreachable_broker_url(broker: str) -> str:
+    if broker == "redis":
+        return f"redis://127.0.0.1:{closed_port()}/0"
+    return f"amqp://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@127.0.0.1:{closed_port()}//"
+
+
+@each()
 def test_broker_down_is_503_and_leaves_no_record(stack: Stack) -> None:
     port = free_port()
     env = {
         **stack.env,
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0",
+        "CELERY_BROKER_URL": unreachable_broker_url(stack.variant.broker),
         "BROKER_SOCKET_TIMEOUT_SECONDS": "1",
     }
     api = ServiceProcess(
@@ -642,7 +865,7 @@ def test_broker_down_is_503_and_leaves_no_record(stack: Stack) -> None:
         ready_url=f"http://127.0.0.1:{port}/health/live",
     )
     with api, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
-        keys_before = stack.meta_keys()
+        records_before = stack.backends.results.snapshot()
         started = time.monotonic()
         response = client.post("/api/process", json={"data": {"x": 1}})
         elapsed = time.monotonic() - started
@@ -650,7 +873,9 @@ def test_broker_down_is_503_and_leaves_no_record(stack: Stack) -> None:
         detail = response.json().get("detail")
         assert isinstance(detail, str) and "broker" in detail.lower(), response.text
         assert elapsed < 3.5, f"503 took {elapsed:.1f} s"
-        assert stack.meta_keys() == keys_before, "the failed submission left a task record"
+        assert stack.backends.results.snapshot() == records_before, (
+            "the failed submission left a task record"
+        )
 
         ready = client.get("/health/ready")
         assert ready.status_code == 503, ready.text
@@ -659,12 +884,92 @@ def test_broker_down_is_503_and_leaves_no_record(stack: Stack) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# RabbitMQ
+
+
+@each(lambda v: v.broker == "rabbitmq")
+def test_rabbitmq_task_queue_is_quorum_with_a_dead_letter_queue(
+    stack: Stack, worker: ServiceProcess
+) -> None:
+    vhost = stack.backends.rabbitmq_vhost
+    response = httpx.get(
+        rabbitmq_api_url(f"queues/{vhost}"), auth=(RABBITMQ_USER, RABBITMQ_PASSWORD), timeout=15
+    )
+    assert response.status_code == 200, response.text
+    queues = {q["name"]: q for q in response.json()}
+    assert "celery" in queues and "celery.dead-letter" in queues, sorted(queues)
+    celery_queue = queues["celery"]
+    assert celery_queue.get("type") == "quorum", celery_queue
+    arguments = celery_queue.get("arguments", {})
+    assert arguments.get("x-delivery-limit") == 5, arguments  # BROKER_DELIVERY_LIMIT
+    assert arguments.get("x-dead-letter-exchange") is not None, arguments
+
+
+# --------------------------------------------------------------------------------------
 # Flower
 
 
+@each(lambda v: v.use_flower)
 def test_flower_requires_basic_auth(stack: Stack, worker: ServiceProcess) -> None:
+    assert stack.flower is not None
     url = f"{stack.flower_url}/api/workers"
     assert httpx.get(url, timeout=15).status_code == 401
     authed = httpx.get(url, auth=(FLOWER_USER, FLOWER_PASSWORD), timeout=15)
     assert authed.status_code == 200, f"{authed.text[:500]}\n{stack.flower.describe('flower', 30)}"
     assert httpx.get(url, auth=(FLOWER_USER, "wrong"), timeout=15).status_code == 401
+
+
+@each(lambda v: v.use_flower)
+def test_flower_reads_the_broker_queues(stack: Stack, worker: ServiceProcess) -> None:
+    """Queue lengths and the broker page (with RabbitMQ: through its management API)."""
+    assert stack.flower is not None
+    auth = (FLOWER_USER, FLOWER_PASSWORD)
+    lengths = httpx.get(f"{stack.flower_url}/api/queues/length", auth=auth, timeout=30)
+    assert lengths.status_code == 200, (
+        f"{lengths.text[:500]}\n{stack.flower.describe('flower', 30)}"
+    )
+    assert "celery" in {q.get("name") for q in lengths.json()["active_queues"]}, lengths.text
+    page = httpx.get(f"{stack.flower_url}/broker", auth=auth, timeout=30)
+    assert page.status_code == 200, f"{page.text[:500]}\n{stack.flower.describe('flower', 30)}"
+    assert httpx.get(f"{stack.flower_url}/api/queues/length", timeout=15).status_code == 401
+
+
+# --------------------------------------------------------------------------------------
+# Beat: last (its periodic tasks keep writing results)
+
+
+@each(lambda v: v.use_beat)
+def test_beat_runs_the_heartbeat_every_interval(
+    stack: Stack, worker: ServiceProcess, beat: ServiceProcess
+) -> None:
+    """HEARTBEAT_INTERVAL_SECONDS=1: beat sends it, the worker runs it and says so."""
+    heartbeats = r"(?s)(?:Heartbeat from \S+.*?){3}"
+    try:
+        worker.wait_for_log(heartbeats, timeout=30)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{beat.describe('beat', 30)}") from None
+    assert re.search(r"periodic\.heartbeat\[[^\]]+\] succeeded", worker.log_text()), (
+        worker.describe("no heartbeat task succeeded")
+    )
+
+
+@each(lambda v: v.result_backend == "postgresql")
+def test_beat_purges_expired_results(
+    stack: Stack, worker: ServiceProcess, beat: ServiceProcess
+) -> None:
+    """RESULT_CLEANUP_INTERVAL_SECONDS=1: celery.backend_cleanup deletes an expired row."""
+    records = stack.backends.results
+    assert isinstance(records, PostgresResultRecords)
+    task_id = f"expired-{uuid.uuid4()}"
+    records.insert_expired(task_id)
+    fresh = stack.submit("/api/process", json={"data": {"fresh": True}})
+    stack.expect_success(fresh)
+    deadline = time.monotonic() + 30
+    while records.has(task_id):
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the expired result {task_id} is still there after 30 s\n{stack.diagnostics()}"
+            )
+        time.sleep(0.5)
+    worker.wait_for_log(r"celery\.backend_cleanup\[[^\]]+\] succeeded", timeout=5)
+    assert records.has(fresh), "backend_cleanup deleted a result that has not expired"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import pytest
@@ -144,21 +144,6 @@ def boot_params(
 ) -> list[object]:
     """The booted variants a feature applies to, as parameters with readable ids."""
     return [pytest.param(b, id=b.id) for b in BOOT_VARIANTS if applies(b.variant)]
-
-
-def boot_cases(
-    cases: Iterable[tuple[str, tuple[object, ...], Callable[[Variant], bool]]],
-) -> list[object]:
-    """(boot variant, *case) parameters: each case only for the variants it applies to.
-
-    `cases`: (case id, case values, applies-to predicate).
-    """
-    return [
-        pytest.param(b, *values, id=f"{b.id}-{case_id}")
-        for b in BOOT_VARIANTS
-        for case_id, values, applies in cases
-        if applies(b.variant)
-    ]
 
 
 STATIC_MODULE = "tests/test_variants_static.py"
