@@ -242,6 +242,12 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value:.2f}"
 
 
+def _revision(results: dict[str, Any]) -> str:
+    revision = results.get("template", {})
+    commit = revision.get("commit") or "?"
+    return f"{commit} with uncommitted template changes" if revision.get("dirty") else commit
+
+
 def _load(machine: dict[str, Any]) -> str:
     start = machine.get("load_average_at_start") or [float("nan")]
     end = machine.get("load_average_at_end") or [float("nan")]
@@ -255,6 +261,8 @@ def markdown(results: dict[str, Any]) -> str:
     stack = servers.get("ours", {})
     lines = [
         f"## Benchmark results ({profile['name']} run, {results['started']})",
+        "",
+        f"Template at commit {_revision(results)}.",
         "",
         f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['memory']}; "
         f"{machine['os']}. Redis {results.get('redis', {}).get('version', '?')} on loopback"

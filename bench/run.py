@@ -488,6 +488,20 @@ async def http_load(
 # The run
 
 
+def template_revision() -> dict[str, Any]:
+    """The commit the service was rendered from, and whether the template had uncommitted
+    changes (Copier renders HEAD with them included)."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", *args], cwd=TEMPLATE_ROOT, capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "template", "copier.yml", "hooks")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(dirty)}
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -627,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     results["figures"]["fanout"] = {}
     try:
         log("rendering the default variant")
+        results["template"] = template_revision()
         results["figures"]["render"] = time_rendering(profile, work)
         with redis_setup(work) as redis_conf:
             results["redis"] = {"version": redis_conf.version(), "private": redis_conf.private}
