@@ -26,7 +26,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +39,7 @@ from tests.rendering import project_env
 from tests.services import (
     REDIS_HOST,
     REDIS_PORT,
+    claim_redis_databases,
     postgres_database,
     rabbitmq_vhost,
     require_service,
@@ -524,9 +524,6 @@ def read_sse(
 # Redis databases
 
 
-REDIS_LOCK_KEY = "fastapi-celery-template:tests:db-lock:{db}"
-
-
 @contextlib.contextmanager
 def redis_databases(
     count: int,
@@ -538,39 +535,14 @@ def redis_databases(
 ) -> Iterator[list[int]]:
     """Claim `count` Redis databases for the `with` block, flushed at start and end.
 
-    A database is claimed by `SET NX EX` of a lock key in db 0, so concurrent test runs
+    See `tests.services.claim_redis_databases` (the one lock scheme): concurrent test runs
     (xdist workers, other checkouts) never share one. Databases 0 and 1 (the service's
-    defaults) and 8-15 (`services.redis_db`) are left alone by default.
+    defaults) and 8-15 (`services.redis_database`) are left alone by default.
     """
-    import redis
-
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    control = redis.Redis(host=host, port=port, db=0, socket_timeout=5)
-    claimed: list[int] = []
-    try:
-        for db in candidates:
-            if len(claimed) == count:
-                break
-            if control.set(REDIS_LOCK_KEY.format(db=db), owner, nx=True, ex=lease_seconds):
-                claimed.append(db)
-        if len(claimed) < count:
-            raise RuntimeError(
-                f"could not claim {count} Redis databases among {list(candidates)} "
-                f"(claimed {claimed}); other test runs hold the rest, or stale locks "
-                f"'{REDIS_LOCK_KEY.format(db='*')}' in db 0 (they expire after {lease_seconds} s)"
-            )
-        for db in claimed:
-            redis.Redis(host=host, port=port, db=db, socket_timeout=5).flushdb()
+    with claim_redis_databases(
+        count, host=host, port=port, candidates=candidates, lease_seconds=lease_seconds
+    ) as claimed:
         yield claimed
-    finally:
-        for db in claimed:
-            with contextlib.suppress(redis.RedisError):
-                redis.Redis(host=host, port=port, db=db, socket_timeout=5).flushdb()
-            key = REDIS_LOCK_KEY.format(db=db)
-            with contextlib.suppress(redis.RedisError):
-                if control.get(key) == owner.encode():
-                    control.delete(key)
-        control.close()
 
 
 # --------------------------------------------------------------------------------------

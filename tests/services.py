@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -75,48 +76,100 @@ def require_redis() -> str:
 REDIS_LOCK_KEY = "fastapi-celery-template:tests:db-lock:{db}"
 
 
-@contextlib.contextmanager
-def redis_database(candidates: range = range(8, 16), lease_seconds: int = 1800) -> Iterator[str]:
-    """Claim one database of the machine's Redis for the `with` block; yield its URL.
+def _owner_is_gone(owner: bytes | None) -> bool:
+    """A lock owned by a process of this machine that no longer exists (killed runs)."""
+    if owner is None:
+        return False
+    host, _, rest = owner.decode(errors="replace").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
-    The database is flushed before and after. It is claimed with `SET NX EX` of a lock
-    key in db 0 (the same scheme as tests/boot.py, which uses databases 2-7), so xdist
-    workers and concurrent test runs on this machine never share one. Databases 0 and 1
-    are the rendered service's defaults and are never used.
+
+@contextlib.contextmanager
+def claim_redis_databases(
+    count: int,
+    *,
+    host: str = REDIS_HOST,
+    port: int = REDIS_PORT,
+    candidates: range = range(8, 16),
+    lease_seconds: int = 1800,
+    wait_seconds: float = 300,
+) -> Iterator[list[int]]:
+    """Claim `count` databases of a Redis for the `with` block, flushed before and after.
+
+    A database is claimed with `SET NX EX` of a lock key in db 0 holding
+    `<host>:<pid>:<random>`, so xdist workers and concurrent test runs on this machine
+    never share one. A lock whose process is gone (a killed run) is taken over at once;
+    while others hold the rest, this waits up to `wait_seconds`. Databases 0 and 1 are the
+    rendered service's defaults: never among the candidates.
     """
     import redis
 
-    base = require_redis()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    control = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0, socket_timeout=5)
-    claimed: int | None = None
+    control = redis.Redis(host=host, port=port, db=0, socket_timeout=5)
+    claimed: list[int] = []
     try:
-        for db in candidates:
-            if control.set(REDIS_LOCK_KEY.format(db=db), owner, nx=True, ex=lease_seconds):
-                claimed = db
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            for db in candidates:
+                if len(claimed) == count:
+                    break
+                key = REDIS_LOCK_KEY.format(db=db)
+                if db in claimed:
+                    continue
+                held_by = control.get(key)
+                if _owner_is_gone(held_by):
+                    with control.pipeline() as pipe:  # delete only if still that owner's
+                        try:
+                            pipe.watch(key)
+                            if pipe.get(key) == held_by:
+                                pipe.multi()
+                                pipe.delete(key)
+                                pipe.execute()
+                        except redis.WatchError:
+                            pass
+                if control.set(key, owner, nx=True, ex=lease_seconds):
+                    claimed.append(db)
+            if len(claimed) == count:
                 break
-        if claimed is None:
-            pytest.fail(
-                f"no free Redis database among {list(candidates)}: other test runs hold them, "
-                f"or stale '{REDIS_LOCK_KEY.format(db='*')}' keys in db 0 "
-                f"(they expire after {lease_seconds} s)",
-                pytrace=False,
-            )
-        database = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=claimed, socket_timeout=5)
-        database.flushdb()
-        try:
-            yield f"{base}/{claimed}"
-        finally:
-            with contextlib.suppress(redis.RedisError):
-                database.flushdb()
-            database.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"could not claim {count} Redis databases among {list(candidates)} "
+                    f"within {wait_seconds:.0f} s (claimed {claimed}): other test runs hold "
+                    f"the rest ('{REDIS_LOCK_KEY.format(db='*')}' keys in db 0)"
+                )
+            time.sleep(1)
+        for db in claimed:
+            redis.Redis(host=host, port=port, db=db, socket_timeout=5).flushdb()
+        yield claimed
     finally:
-        if claimed is not None:
-            key = REDIS_LOCK_KEY.format(db=claimed)
+        for db in claimed:
+            with contextlib.suppress(redis.RedisError):
+                redis.Redis(host=host, port=port, db=db, socket_timeout=5).flushdb()
+            key = REDIS_LOCK_KEY.format(db=db)
             with contextlib.suppress(redis.RedisError):
                 if control.get(key) == owner.encode():
                     control.delete(key)
         control.close()
+
+
+@contextlib.contextmanager
+def redis_database(candidates: range = range(8, 16), lease_seconds: int = 1800) -> Iterator[str]:
+    """Claim one database (8-15) of the machine's Redis for the `with` block; yield its URL.
+
+    Flushed before and after (`claim_redis_databases`; tests/boot.py's stacks use 2-7).
+    """
+    base = require_redis()
+    with claim_redis_databases(1, candidates=candidates, lease_seconds=lease_seconds) as (db,):
+        yield f"{base}/{db}"
 
 
 def require_rabbitmq() -> None:
