@@ -247,6 +247,25 @@ def test_options_that_are_off_leave_no_trace(tree: VariantTree, variant: Variant
     )
 
 
+@pytest.mark.parametrize("trace", [pytest.param(t, id=t.name) for t in TRACES])
+def test_each_trace_rule_finds_its_option_when_it_is_on(
+    trace: Trace, variant_renders: VariantRenders
+) -> None:
+    """Guards the rules above against rot: on a variant where the option is on, each part
+    of its rule (paths, lines, dependencies, services) matches something."""
+    variant = next(v for v in reversed(ALL_VARIANTS) if not trace.off(v) and v.use_flower)
+    tree = variant_renders.get(variant)
+    path_re, text_re = re.compile(trace.paths), re.compile(trace.text)
+    assert any(path_re.search(str(rel)) for rel in tree.files), (variant.id, trace.paths)
+    lines = (line for text in tree.texts(answers=False).values() for line in text.splitlines())
+    assert any(text_re.search(line) for line in lines), (variant.id, trace.text)
+    if trace.requirements:
+        names = {requirement_name(r) for r in requirements(tree.pyproject())}
+        assert names & set(trace.requirements), (variant.id, sorted(names))
+    if trace.services:
+        assert set(compose_services(tree)) & set(trace.services), variant.id
+
+
 # --------------------------------------------------------------------------------------
 # Options that are on are there
 
