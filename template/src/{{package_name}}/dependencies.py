@@ -8,12 +8,13 @@ from .results import ResultStore
 from .submit import TaskSubmitter
 
 
-def get_result_store(request: Request) -> ResultStore:
+# async: a plain def dependency would run in a worker thread on every request.
+async def get_result_store(request: Request) -> ResultStore:
     store: ResultStore = request.app.state.result_store
     return store
 
 
-def get_submitter(request: Request) -> TaskSubmitter:
+async def get_submitter(request: Request) -> TaskSubmitter:
     submitter: TaskSubmitter = request.app.state.submitter
     return submitter
 
