@@ -16,6 +16,7 @@ tests need the API up and no worker yet; beat's tests come last (its tasks write
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -246,13 +247,18 @@ def stack(
     project = rendered_projects.synced(DEFAULT_PYTHON, variant)
     logs = tmp_path_factory.mktemp(f"boot-{boot.letter}")
     webhook_secret = secrets.token_hex(16)
-    smtp = SmtpSink(reject=_refused_for_good, defer_once=_refused_once)
-    webhooks = WebhookReceiver(status_for=_webhook_status)
-    with (
-        smtp if variant.use_email else _absent() as smtp_or_none,
-        webhooks if variant.use_webhooks else _absent() as webhooks_or_none,
-    ):
-        env = stack_env(variant, backends, smtp_or_none)
+    with contextlib.ExitStack() as parts:
+        smtp = (
+            parts.enter_context(SmtpSink(reject=_refused_for_good, defer_once=_refused_once))
+            if variant.use_email
+            else None
+        )
+        webhooks = (
+            parts.enter_context(WebhookReceiver(status_for=_webhook_status))
+            if variant.use_webhooks
+            else None
+        )
+        env = stack_env(variant, backends, smtp)
         if variant.use_webhooks:
             env["WEBHOOK_SECRET"] = webhook_secret
         api_port, flower_port = free_port(), free_port()
@@ -272,51 +278,43 @@ def stack(
             ready_url=f"http://127.0.0.1:{api_port}/health/live",
             tail_skip=STATUS_POLL_LINE,
         )
-        flower = ServiceProcess(
-            name="flower",
-            args=[
-                "celery",
-                "-A",
-                f"{project.package_name}.celery_app",
-                "flower",
-                f"--port={flower_port}",
-                "--address=127.0.0.1",
-            ],
-            cwd=project.path,
-            env=env,
-            log_path=logs / "flower.log",
-            ready_url=f"http://127.0.0.1:{flower_port}/",
-            ready_status=None,  # 401 without credentials is ready too
-        )
-        with (
-            api,
-            flower if variant.use_flower else _absent() as flower_or_none,
-            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as client,
-        ):
-            yield Stack(
-                variant=variant,
-                project=project,
+        parts.enter_context(api)
+        flower = None
+        if variant.use_flower:
+            flower = ServiceProcess(
+                name="flower",
+                args=[
+                    "celery",
+                    "-A",
+                    f"{project.package_name}.celery_app",
+                    "flower",
+                    f"--port={flower_port}",
+                    "--address=127.0.0.1",
+                ],
+                cwd=project.path,
                 env=env,
-                logs=logs,
-                backends=backends,
-                api=api,
-                client=client,
-                flower=flower_or_none,
-                smtp=smtp_or_none,
-                webhooks=webhooks_or_none,
-                webhook_secret=webhook_secret,
-                flower_url=f"http://127.0.0.1:{flower_port}",
+                log_path=logs / "flower.log",
+                ready_url=f"http://127.0.0.1:{flower_port}/",
+                ready_status=None,  # 401 without credentials is ready too
             )
-
-
-class _absent:
-    """A `with` target standing for a part the variant does not have: yields None."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
+            parts.enter_context(flower)
+        client = parts.enter_context(
+            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10)
+        )
+        yield Stack(
+            variant=variant,
+            project=project,
+            env=env,
+            logs=logs,
+            backends=backends,
+            api=api,
+            client=client,
+            flower=flower,
+            smtp=smtp,
+            webhooks=webhooks,
+            webhook_secret=webhook_secret,
+            flower_url=f"http://127.0.0.1:{flower_port}",
+        )
 
 
 @pytest.fixture(scope="module")
