@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.projects import locked
-from tests.rendering import project_env, render, snapshot_template
+from tests.rendering import project_env, render, snapshot_template, uv_sync
 from tests.variants import BROKERS, FLAGS, RESULT_BACKENDS, Variant
 
 DEFAULT_PYTHON = "3.13"  # copier.yml's default python_version: the one variants use
@@ -289,17 +289,7 @@ class VariantRenders:
             "[tool.uv]\npackage = false\n"
         )
         (root / ".python-version").write_text(f"{DEFAULT_PYTHON}\n")
-        result = subprocess.run(
-            ["uv", "sync", "--quiet"],
-            cwd=root,
-            env=project_env(),
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"uv sync failed in {root}:\n{result.stdout}\n{result.stderr}")
+        uv_sync(root, timeout=900)
 
     def mypy_cache(self) -> Path:
         """This worker's own mypy cache (concurrent mypy runs must not share one)."""

@@ -67,17 +67,22 @@ class RenderedProject:
 
     def sync(self) -> None:
         """Create the project's own environment (lock + install, dev group included)."""
-        result = subprocess.run(
-            ["uv", "sync", "--quiet"],
-            cwd=self.path,
-            env=project_env(),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"uv sync failed in {self.path}:\n{result.stdout}\n{result.stderr}")
+        uv_sync(self.path)
+
+
+def uv_sync(path: Path, timeout: float = 600) -> None:
+    """`uv sync` in a rendered project (its dev group included), raising with uv's output."""
+    result = subprocess.run(
+        ["uv", "sync", "--quiet"],
+        cwd=path,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"uv sync failed in {path}:\n{result.stdout}\n{result.stderr}")
 
 
 _OUTER_SERVICE_VARS = frozenset(
