@@ -27,9 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pytest
-
-from tests.projects import locked
+from tests.projects import locked, prepare_once
 from tests.rendering import project_env, render, snapshot_template, uv_sync
 from tests.variants import BROKERS, FLAGS, RESULT_BACKENDS, Variant
 
@@ -222,20 +220,16 @@ class VariantRenders:
         if variant in self._trees:
             return self._trees[variant]
         destination = self.root / variant.id / "my-service"
-        ok, failed = self.root / variant.id / "render.ok", self.root / variant.id / "render.failed"
-        with locked(self.root / f"{variant.id}.lock"):
-            if not ok.exists() and not failed.exists():
-                template = self.snapshot()
-                started = time.monotonic()
-                try:
-                    render(destination, template=template, **variant.answers)
-                except Exception as exc:
-                    failed.write_text(f"{type(exc).__name__}: {exc}")
-                else:
-                    ok.write_text("")
+
+        def timed_render() -> None:
+            template = self.snapshot()
+            started = time.monotonic()
+            try:
+                render(destination, template=template, **variant.answers)
+            finally:
                 self._render_seconds[variant] = time.monotonic() - started
-        if failed.exists():
-            pytest.fail(f"rendering {variant.id} failed: {failed.read_text()}", pytrace=False)
+
+        prepare_once(destination.parent, timed_render)
         files = tuple(
             sorted(p.relative_to(destination) for p in destination.rglob("*") if p.is_file())
         )
@@ -252,17 +246,7 @@ class VariantRenders:
         if self._env is not None:
             return self._env
         root = self.shared_root / "union-env"
-        ok, failed = root / "sync.ok", root / "sync.failed"
-        with locked(self.shared_root / "union-env.lock"):
-            if not ok.exists() and not failed.exists():
-                try:
-                    self._build_union_env(root)
-                except Exception as exc:
-                    failed.write_text(f"{type(exc).__name__}: {exc}")
-                else:
-                    ok.write_text("")
-        if failed.exists():
-            pytest.fail(f"preparing {root}: {failed.read_text()}", pytrace=False)
+        prepare_once(root, lambda: self._build_union_env(root))
         self._env = UnionEnv(root)
         return self._env
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +72,25 @@ def locked(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def prepare_once(folder: Path, build: Callable[[], None]) -> None:
+    """Run build for folder once per pytest run, in whichever xdist worker comes first.
+
+    The outcome is recorded in folder, so every worker fails alike when the build failed.
+    """
+    ok, failed = folder / "prepared.ok", folder / "prepared.failed"
+    folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder.with_name(f"{folder.name}.lock")):
+        if not ok.exists() and not failed.exists():
+            try:
+                build()
+            except Exception as exc:
+                failed.write_text(f"{type(exc).__name__}: {exc}")
+            else:
+                ok.write_text("")
+    if failed.exists():
+        pytest.fail(f"preparing {folder}: {failed.read_text()}", pytrace=False)
+
+
 @dataclass
 class RenderedProjects:
     local_root: Path  # this worker's own
@@ -103,21 +122,12 @@ class RenderedProjects:
         require_python(python_version)
         variant = variant or Variant()
         name = f"synced-py{python_version}" + ("" if variant.is_default else f"-{variant.id}")
-        base = self.shared_root / name
-        destination = base / "my-service"
-        ok, failed = base / "sync.ok", base / "sync.failed"
-        base.mkdir(parents=True, exist_ok=True)
-        with locked(self.shared_root / f"{name}.lock"):
-            if not ok.exists() and not failed.exists():
-                try:
-                    project = render(destination, python_version=python_version, **variant.answers)
-                    project.sync()
-                except Exception as exc:
-                    failed.write_text(f"{type(exc).__name__}: {exc}")
-                else:
-                    ok.write_text("")
-        if failed.exists():
-            pytest.fail(f"preparing {destination}: {failed.read_text()}", pytrace=False)
+        destination = self.shared_root / name / "my-service"
+
+        def render_and_sync() -> None:
+            render(destination, python_version=python_version, **variant.answers).sync()
+
+        prepare_once(destination.parent, render_and_sync)
         return RenderedProject(destination, copier_answers(destination))
 
 
