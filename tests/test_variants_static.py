@@ -175,8 +175,8 @@ TRACES = (
     Trace(
         "broker=rabbitmq (no Redis broker)",
         lambda v: v.broker != "redis",
-        paths=r"test_redis_broker",
-        text=r"(?i)visibility_timeout|redis://[^\s\"']*/0\b",
+        paths=r"test_redis_broker|publishing/(redis|factory)\.py$",
+        text=r"(?i)visibility_timeout|redis://[^\s\"']*/0\b|RedisPublisher|create_publisher|LPUSH",
     ),
     Trace(
         "result_backend=redis (no PostgreSQL)",

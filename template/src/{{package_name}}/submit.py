@@ -1,11 +1,10 @@
-"""Publishing tasks from the API without blocking the event loop or losing track of them."""
+"""Submitting tasks from the API without blocking the event loop or losing track of them."""
 
 from uuid import uuid4
 
-from anyio import to_thread
 from celery.canvas import Signature
-from kombu.exceptions import OperationalError
 
+from .publishing import BrokerUnavailableError, Publisher
 from .results import ResultStore
 
 
@@ -14,8 +13,9 @@ class ServiceUnavailableError(Exception):
 
 
 class TaskSubmitter:
-    def __init__(self, store: ResultStore) -> None:
+    def __init__(self, store: ResultStore, publisher: Publisher) -> None:
         self._store = store
+        self._publisher = publisher
 
     async def submit(self, signature: Signature) -> str:
         """Record the task as queued, publish it, and return its id.
@@ -29,15 +29,10 @@ class TaskSubmitter:
         except Exception as exc:  # each backend has its own connection errors
             raise ServiceUnavailableError("The result backend is unreachable") from exc
         try:
-            await to_thread.run_sync(_publish, signature, task_id)
-        except (OperationalError, OSError) as exc:
+            await self._publisher.publish(signature, task_id)
+        except BrokerUnavailableError as exc:
             await self._store.discard(task_id)
             raise ServiceUnavailableError(
                 "The task broker is unreachable; try again later"
             ) from exc
         return task_id
-
-
-def _publish(signature: Signature, task_id: str) -> None:
-    # The AsyncResult is dropped here, in the worker thread, with any clean-up it does.
-    signature.apply_async(task_id=task_id)
