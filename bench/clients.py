@@ -1,4 +1,5 @@
-"""Load generators and clients: wrk for throughput, httpx (asyncio) for SSE and latency."""
+"""Load generators and clients: wrk for throughput, httpx for submits, a lean asyncio reader
+for SSE."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import json
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.boot import SseParser
 
 # --------------------------------------------------------------------------------------
 # wrk
@@ -133,31 +135,6 @@ async def probe(client: httpx.AsyncClient, url: str, stop: asyncio.Event) -> lis
 # Server-sent events
 
 
-@dataclass
-class Event:
-    event: str
-    data: str
-    at: float  # time.monotonic() when its last line arrived
-
-
-async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:
-    name, data = "", []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield Event(name or "message", "\n".join(data), time.monotonic())
-            name, data = "", []
-        elif line.startswith(":"):
-            continue
-        else:
-            key, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if key == "event":
-                name = value
-            elif key == "data":
-                data.append(value)
-
-
 def progress_current(data: str) -> int | None:
     """`current` of a progress event: JSON (ours) or a Python repr (the usual pattern)."""
     try:
@@ -186,43 +163,6 @@ class StreamRecord:
     error: str | None = None
 
 
-async def watch_stream(
-    client: httpx.AsyncClient,
-    url: str,
-    record: StreamRecord,
-    opened: asyncio.Event | None,
-    deadline: float,
-) -> None:
-    """Read one stream until its final event, recording each progress event's arrival."""
-    try:
-        async with asyncio.timeout(deadline):
-            async with client.stream("GET", url) as response:
-                record.status = response.status_code
-                record.opened = response.status_code == 200
-                if opened is not None:
-                    opened.set()
-                if response.status_code != 200:
-                    await response.aread()
-                    record.error = f"HTTP {response.status_code}: {response.text[:200]}"
-                    return
-                async for event in sse_events(response):
-                    if event.event == "progress":
-                        current = progress_current(event.data)
-                        if current is not None:
-                            record.progress.setdefault(current, event.at)
-                    elif event.event in FINAL_EVENTS:
-                        record.final, record.final_at = event.event, event.at
-                        return
-                record.error = "stream ended without a final event"
-    except TimeoutError:
-        record.error = f"no final event within {deadline:.0f} s"
-    except httpx.HTTPError as exc:
-        record.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        if opened is not None:
-            opened.set()
-
-
 class _SseProtocol(asyncio.Protocol):
     """A lean HTTP/1.1 SSE reader (chunked or not), so that the client's own CPU time adds
     as little as possible to what is measured: with 1,000 streams on a small machine, httpx
@@ -239,8 +179,7 @@ class _SseProtocol(asyncio.Protocol):
         self.raw = b""  # body bytes not yet de-chunked
         self.chunk_left = -1  # -1: expecting a size line; -2: expecting the CRLF after data
         self.text = b""  # de-chunked SSE text not yet split into lines
-        self.name = ""
-        self.data: list[str] = []
+        self.parser = SseParser()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -306,24 +245,15 @@ class _SseProtocol(asyncio.Protocol):
         return b"".join(out)
 
     def _line(self, line: str, now: float) -> None:
-        if line == "":
-            if self.data:
-                data, self.data = "\n".join(self.data), []
-                name, self.name = self.name or "message", ""
-                if name == "progress":
-                    current = progress_current(data)
-                    if current is not None:
-                        self.record.progress.setdefault(current, now)
-                elif name in FINAL_EVENTS:
-                    self.record.final, self.record.final_at = name, now
-            self.name = ""
-        elif not line.startswith(":"):
-            key, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if key == "event":
-                self.name = value
-            elif key == "data":
-                self.data.append(value)
+        event = self.parser.feed(line)
+        if event is None:
+            return
+        if event.event == "progress":
+            current = progress_current(event.data)
+            if current is not None:
+                self.record.progress.setdefault(current, now)
+        elif event.event in FINAL_EVENTS:
+            self.record.final, self.record.final_at = event.event, now
 
     def _finish(self) -> None:
         if self.transport is not None:
@@ -343,7 +273,7 @@ class _SseProtocol(asyncio.Protocol):
 async def read_stream(
     url: str, record: StreamRecord, opened: asyncio.Event | None, deadline: float
 ) -> None:
-    """Like `watch_stream`, with `_SseProtocol` instead of httpx."""
+    """Read one stream until its final event, recording each progress event's arrival."""
     parsed = httpx.URL(url)
     request = (
         f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"

@@ -462,26 +462,42 @@ class SseTimeout(AssertionError):
         self.events = events
 
 
-def parse_sse_lines(lines: Iterator[str]) -> Iterator[SseEvent]:
-    """Events from the lines of a text/event-stream (comments, e.g. pings, are skipped)."""
-    event, event_id = "", None
-    data: list[str] = []
-    for line in lines:
+class SseParser:
+    """Server-sent events from the lines of a text/event-stream, fed one at a time (without
+    their line ending). Comments, such as pings, are skipped."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+
+    def feed(self, line: str) -> SseEvent | None:
+        """The event that this line (a blank one) completes, if any."""
         if line == "":
-            if data:
-                yield SseEvent(event or "message", "\n".join(data), event_id)
-            event, data, event_id = "", [], None
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id":
-            event_id = value
+            event = None
+            if self._data:
+                event = SseEvent(self._event or "message", "\n".join(self._data), self._id)
+            self._event, self._data, self._id = "", [], None
+            return event
+        if not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                self._event = value
+            elif name == "data":
+                self._data.append(value)
+            elif name == "id":
+                self._id = value
+        return None
+
+
+def parse_sse_lines(lines: Iterator[str]) -> Iterator[SseEvent]:
+    """Events from the lines of a text/event-stream."""
+    parser = SseParser()
+    for line in lines:
+        event = parser.feed(line)
+        if event is not None:
+            yield event
 
 
 def read_sse(
