@@ -1,4 +1,8 @@
-"""A limit on request body size, for declared and streamed bodies alike."""
+"""A limit on request body size, for declared and streamed bodies alike.
+
+FastAPI's own `max_body_size` answers a body whose declared length is too large in plain text;
+this answers JSON, like every other error of the API, and says what the limit is.
+"""
 
 from fastapi import HTTPException, status
 from starlette.responses import JSONResponse
