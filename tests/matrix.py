@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import time
 import tomllib
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tests.projects import locked, prepare_once
-from tests.rendering import project_env, render, snapshot_template, uv_sync
+from tests.rendering import render, run_in_project, snapshot_template, uv_sync
 from tests.variants import BROKERS, FLAGS, RESULT_BACKENDS, Variant
 
 DEFAULT_PYTHON = "3.13"  # copier.yml's default python_version: the one variants use
@@ -95,15 +94,7 @@ class CheckResult:
 
 def run_command(args: list[str], cwd: Path, timeout: float = 600) -> CheckResult:
     started = time.monotonic()
-    result = subprocess.run(
-        args,
-        cwd=cwd,
-        env=project_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    result = run_in_project(args, cwd, timeout=timeout)
     return CheckResult(
         command=" ".join(args),
         cwd=str(cwd),

@@ -55,14 +55,8 @@ class RenderedProject:
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         """Run a command in the project's own uv environment."""
-        return subprocess.run(
-            ["uv", "run", "--frozen", "--no-sync", *args],
-            cwd=self.path,
-            env=project_env(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        return run_in_project(
+            ["uv", "run", "--frozen", "--no-sync", *args], self.path, env=env, timeout=timeout
         )
 
     def sync(self) -> None:
@@ -72,17 +66,24 @@ class RenderedProject:
 
 def uv_sync(path: Path, timeout: float = 600) -> None:
     """`uv sync` in a rendered project (its dev group included), raising with uv's output."""
-    result = subprocess.run(
-        ["uv", "sync", "--quiet"],
-        cwd=path,
-        env=project_env(),
+    result = run_in_project(["uv", "sync", "--quiet"], path, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"uv sync failed in {path}:\n{result.stdout}\n{result.stderr}")
+
+
+def run_in_project(
+    args: list[str], cwd: Path, *, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in a rendered project's folder, in `project_env(env)`, output captured."""
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=project_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"uv sync failed in {path}:\n{result.stdout}\n{result.stderr}")
 
 
 _OUTER_SERVICE_VARS = frozenset(
