@@ -169,7 +169,11 @@ TRACES = (
         "broker=redis (no RabbitMQ)",
         lambda v: v.broker != "rabbitmq",
         paths=r"(?i)rabbit|queues\.py$",
-        text=r"(?i)rabbit|amqp|BROKER_DELIVERY_LIMIT|delivery_limit|dead-letter|quorum",
+        # AMQP by URL, package or import; not Celery's message factory (celery.app.amqp).
+        text=(
+            r'(?i)rabbit|amqps?://|\bpy-amqp\b|(?-i:\b(from|import) amqp\b)|"amqp"|'
+            r"BROKER_DELIVERY_LIMIT|delivery_limit|dead-letter|quorum"
+        ),
         services=("rabbitmq",),
     ),
     Trace(

@@ -1,10 +1,11 @@
 """The printable arguments in task messages, without Celery's saferepr on every publish.
 
-Each task message carries its arguments as text (`argsrepr`, `kwargsrepr`: what Flower and
-`celery inspect` show). Celery builds it with `saferepr`, a streaming repr that truncates and
-elides; for a small JSON payload it costs about a third of `apply_async`. For arguments made of
-JSON values, short and shallow enough that saferepr would neither cut nor elide anything, its
-text is exactly `repr()`'s, so that is used; anything else still goes to saferepr.
+Each task message carries its arguments as text (`argsrepr`, `kwargsrepr`), which `celery
+inspect`, events and monitors show. Celery builds it with `saferepr`, a streaming repr that
+truncates and elides; for a small JSON payload it costs about a third of `apply_async`. For
+arguments made of JSON values, short and shallow enough that saferepr would neither cut nor
+elide anything, its text is exactly `repr()`'s, so that is used; anything else still goes to
+saferepr.
 """
 
 from typing import Any
