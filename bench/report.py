@@ -292,7 +292,8 @@ def _method(results: dict[str, Any]) -> list[str]:
     figures = results["figures"]
     fresh = figures.get("fresh_to_green", {})
     lines = [
-        f"Medians of {p['reps']} runs per app, in turn (ours, usual, ours, usual, ...). One "
+        f"Medians of {p.get('http_reps', p['reps'])} throughput runs and {p['reps']} latency "
+        "runs per app, in turn (ours, usual, ours, usual, ...). One "
         "uvicorn process per app (no access log), one Celery worker "
         f"(prefork, concurrency {p['worker_concurrency']}), both apps on the same broker and "
         "result backend. The usual pattern is `bench/apps/usual_app.py`: the guide's code "
