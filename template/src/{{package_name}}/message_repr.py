@@ -36,14 +36,14 @@ def _is_plain(value: object, levels: int) -> bool:
     return False
 
 
-def argument_repr(value: object, maxlen: int, maxlevels: int) -> str:
+def argument_repr(value: object, maxlen: int, maxlevels: int | None) -> str:
     """`saferepr(value, maxlen, maxlevels=maxlevels)`, computed by repr() where that is the same."""
     if maxlevels and _is_plain(value, maxlevels):
         text = repr(value)
         if len(text) <= maxlen:
             return text
-    cut: str = saferepr(value, maxlen, maxlevels=maxlevels)
-    return cut
+    safe: str = saferepr(value, maxlen, maxlevels=maxlevels)
+    return safe
 
 
 class PlainReprAMQP(AMQP):  # type: ignore[misc]  # Celery ships no types
@@ -60,7 +60,7 @@ class PlainReprAMQP(AMQP):  # type: ignore[misc]  # Celery ships no types
         kwargsrepr: str | None = None,
         **options: Any,
     ) -> Any:
-        maxlevels: int = self.app.conf.task_repr_maxlevels
+        maxlevels: int | None = self.app.conf.task_repr_maxlevels
         if argsrepr is None:
             argsrepr = argument_repr(args or (), self.argsrepr_maxsize, maxlevels)
         if kwargsrepr is None:
