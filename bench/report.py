@@ -254,6 +254,15 @@ def _load(machine: dict[str, Any]) -> str:
     return f"{start[0]:.1f} at the start, {end[0]:.1f} at the end (1 min)"
 
 
+def _cpu_probe(machine: dict[str, Any]) -> str:
+    start = machine.get("cpu_probe_seconds_at_start", float("nan"))
+    end = machine.get("cpu_probe_seconds_at_end", float("nan"))
+    return (
+        f"CPU probe (a 5-million-step Python loop, lower is faster) {start:.2f} s at the start, "
+        f"{end:.2f} s at the end"
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     profile = results["profile"]
     machine = results["machine"]
@@ -267,7 +276,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['memory']}; "
         f"{machine['os']}. Redis {results.get('redis', {}).get('version', '?')} on loopback"
         f"{' (a private redis-server)' if results.get('redis', {}).get('private') else ''}; "
-        f"{machine['wrk']}; load average {_load(machine)}; "
+        f"{machine['wrk']}; load average {_load(machine)}; {_cpu_probe(machine)}; "
         f"service on {results.get('service_python', '?')}, "
         f"uvicorn with {stack.get('loop', '?')} and {stack.get('http', '?')} (both apps).",
         "",

@@ -505,6 +505,16 @@ def template_revision() -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(dirty)}
 
 
+def cpu_probe() -> float:
+    """Seconds for a fixed pure-Python loop: how fast a core of this machine is right now.
+    Virtual machines vary, by host and by the minute; two runs compare only if this does."""
+    started = time.perf_counter()
+    total = 0
+    for step in range(5_000_000):
+        total += step
+    return round(time.perf_counter() - started, 3)
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -519,6 +529,7 @@ def machine() -> dict[str, Any]:
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
     return {
         "load_average_at_start": os.getloadavg(),
+        "cpu_probe_seconds_at_start": cpu_probe(),
         "cpu": cpu,
         "cpus": os.cpu_count(),
         "memory": memory,
@@ -679,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     results["seconds"] = time.monotonic() - started
     results["machine"]["load_average_at_end"] = os.getloadavg()
+    results["machine"]["cpu_probe_seconds_at_end"] = cpu_probe()
     problems = check(results, profile)
     results["problems"] = problems
     summary = report.summarise(results)
