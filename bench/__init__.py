@@ -12,5 +12,6 @@ update, never on timings.
   `observer.py`: the pub/sub observer process (reference times of updates);
   `report.py`: medians, targets and the table.
 - `apps/`: what runs inside the rendered project's environment (uvicorn `--app-dir`): the
-  usual pattern, and `lagwrap.py`, the ASGI pass-through that measures event-loop lag.
+  usual pattern, `lagwrap.py`, the ASGI pass-through that measures event-loop lag, and
+  `lagmonitor.py`, the monitor it runs (also run alone, as an idle process).
 """

@@ -434,6 +434,22 @@ async def fanout_run(
     }
 
 
+async def idle_lag_monitor(stack: Stack, seconds: int) -> asyncio.subprocess.Process:
+    """The lag monitor in a process of its own that serves nothing, for `seconds`: what the
+    machine alone adds to a loop's lag while the load runs."""
+    return await asyncio.create_subprocess_exec(
+        "uv",
+        "run",
+        "--frozen",
+        "--no-sync",
+        "python",
+        str(APPS_DIR / "lagmonitor.py"),
+        str(seconds),
+        cwd=stack.project.path,
+        stdout=subprocess.PIPE,
+    )
+
+
 async def http_load(
     stack: Stack, label: str, kind: str, scripts: dict[str, Path], seconds: int
 ) -> dict[str, Any]:
@@ -447,6 +463,7 @@ async def http_load(
         api_cpu = service_cpu(stack.apis[label])
         stop = asyncio.Event()
         probing = asyncio.create_task(clients.probe(client, f"{base}/", stop))
+        idle_monitor = await idle_lag_monitor(stack, seconds)
         try:
             result = await clients.run_wrk(
                 url,
@@ -457,6 +474,8 @@ async def http_load(
         finally:
             stop.set()
             probe_latencies = await probing
+            idle_output, _ = await idle_monitor.communicate()
+        idle_lag = json.loads(idle_output)
         api_cpu = service_cpu(stack.apis[label]) - api_cpu
         after = stack.redis.command_counts()
         lag = await server_info(client, base)
@@ -477,6 +496,8 @@ async def http_load(
         "loop_lag_max_ms": lag["max_ms"],
         "loop_lag_p99_ms": lag["p99_ms"],
         "loop_lag_samples": lag["samples"],
+        "idle_lag_max_ms": idle_lag["max_ms"],
+        "idle_lag_p99_ms": idle_lag["p99_ms"],
         "probe_p50_ms": percentile(probe_latencies, 0.5),
         "probe_max_ms": max(probe_latencies, default=float("nan")),
         "probe_samples": len(probe_latencies),
