@@ -275,15 +275,16 @@ async def read_stream(
 ) -> None:
     """Read one stream until its final event, recording each progress event's arrival."""
     parsed = httpx.URL(url)
+    port = parsed.port or 80
     request = (
-        f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"
+        f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{port}\r\n"
         "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
     ).encode()
     loop = asyncio.get_running_loop()
     protocol = _SseProtocol(request, record, opened)
     try:
         async with asyncio.timeout(deadline):
-            await loop.create_connection(lambda: protocol, parsed.host, parsed.port)
+            await loop.create_connection(lambda: protocol, parsed.host, port)
             await protocol.done
     except TimeoutError:
         record.error = record.error or f"no final event within {deadline:.0f} s"

@@ -25,6 +25,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.projects import locked, prepare_once
 from tests.rendering import render, run_in_project, snapshot_template, uv_sync
@@ -178,10 +179,9 @@ def requirements(pyproject: dict[str, object]) -> list[str]:
 # The variants whose dependencies together cover every variant's: each broker x backend
 # pair with every flag on (flags only ever add dependencies; each variant's static test
 # checks that its own are covered).
+_ALL_FLAGS_ON: dict[str, Any] = dict.fromkeys(FLAGS, True)
 MAXIMAL_VARIANTS = tuple(
-    Variant(broker, backend, **dict.fromkeys(FLAGS, True))
-    for broker in BROKERS
-    for backend in RESULT_BACKENDS
+    Variant(broker, backend, **_ALL_FLAGS_ON) for broker in BROKERS for backend in RESULT_BACKENDS
 )
 
 

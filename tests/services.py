@@ -76,11 +76,13 @@ def require_redis() -> str:
 REDIS_LOCK_KEY = "fastapi-celery-template:tests:db-lock:{db}"
 
 
-def _owner_is_gone(owner: bytes | None) -> bool:
+def _owner_is_gone(owner: bytes | str | None) -> bool:
     """A lock owned by a process of this machine that no longer exists (killed runs)."""
     if owner is None:
         return False
-    host, _, rest = owner.decode(errors="replace").partition(":")
+    if isinstance(owner, bytes):
+        owner = owner.decode(errors="replace")
+    host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
         return False

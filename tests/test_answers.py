@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import copier
 import pytest
@@ -117,7 +118,7 @@ def test_punctuation_in_project_name_gives_a_valid_slug(tmp_path: Path) -> None:
 
 
 def test_custom_answers_are_recorded(tmp_path: Path) -> None:
-    answers = {
+    answers: dict[str, Any] = {
         "project_name": "Billing API",
         "project_slug": "acme-billing",
         "package_name": "acme_billing_core",

@@ -13,6 +13,7 @@ import itertools
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ class Variant:
     ci: str = "github"
 
     @property
-    def answers(self) -> dict[str, object]:
+    def answers(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
@@ -64,10 +65,11 @@ class Variant:
 
 def _all_variants() -> tuple[Variant, ...]:
     found = []
-    for broker, backend, *flags, ci in itertools.product(
-        BROKERS, RESULT_BACKENDS, *([(True, False)] * len(FLAGS)), CIS
+    for broker, backend, flags, ci in itertools.product(
+        BROKERS, RESULT_BACKENDS, itertools.product((True, False), repeat=len(FLAGS)), CIS
     ):
-        variant = Variant(broker, backend, *flags, ci=ci)  # type: ignore[arg-type]
+        flag_answers: dict[str, Any] = dict(zip(FLAGS, flags, strict=True))
+        variant = Variant(broker, backend, ci=ci, **flag_answers)
         if variant.valid:
             found.append(variant)
     return tuple(found)
