@@ -28,7 +28,13 @@ import redis
 
 from bench import clients, report
 from tests.boot import ServiceProcess, free_port, private_redis_server, redis_databases
-from tests.rendering import TEMPLATE_ROOT, RenderedProject, render, snapshot_template
+from tests.rendering import (
+    TEMPLATE_ROOT,
+    RenderedProject,
+    project_env,
+    render,
+    snapshot_template,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 APPS_DIR = BENCH_DIR / "apps"
@@ -446,6 +452,7 @@ async def idle_lag_monitor(stack: Stack, seconds: int) -> asyncio.subprocess.Pro
         str(APPS_DIR / "lagmonitor.py"),
         str(seconds),
         cwd=stack.project.path,
+        env=project_env(),
         stdout=subprocess.PIPE,
     )
 
