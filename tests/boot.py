@@ -566,10 +566,14 @@ def redis_databases(
 
 
 @contextlib.contextmanager
-def private_redis_server(folder: Path, *, ready_timeout: float = 10.0) -> Iterator[int]:
-    """A `redis-server` of its own on 127.0.0.1:<free port>, without persistence, for the
-    `with` block; yields its port. For measurements that must see only their own clients
-    (load, `INFO commandstats`). Raises FileNotFoundError without a redis-server binary."""
+def private_redis_server(
+    folder: Path, *, port: int | None = None, ready_timeout: float = 10.0
+) -> Iterator[int]:
+    """A `redis-server` of its own on 127.0.0.1:<port> (a free one if None), without
+    persistence, for the `with` block; yields its port. For measurements that must see only
+    their own clients (load, `INFO commandstats`), and for outages (stopped at the end of the
+    block, started again on the same port by another). Raises FileNotFoundError without a
+    redis-server binary."""
     import shutil
 
     import redis
@@ -578,7 +582,7 @@ def private_redis_server(folder: Path, *, ready_timeout: float = 10.0) -> Iterat
     if binary is None:
         raise FileNotFoundError("redis-server is not on PATH")
     folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             binary,

@@ -1,0 +1,133 @@
+"""A Redis outage while a task runs: the API answers 503, and the worker and the API carry on
+once Redis is back.
+
+The default variant (Redis as broker and result backend) on a `redis-server` of its own, so
+that the test can stop it and start it again on the same port: the API, one worker, a report
+task running (2 s) when Redis stops and finishing during the outage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.boot import ServiceProcess, free_port, private_redis_server
+from tests.matrix import DEFAULT_PYTHON
+from tests.projects import RenderedProjects
+from tests.services import skip_or_fail
+from tests.variants import Variant
+
+pytestmark = pytest.mark.boot
+
+OUTAGE_SECONDS = 3.0
+TASK_TIMEOUT = 30.0
+
+
+def _status(client: httpx.Client, task_id: str) -> dict[str, Any]:
+    response = client.get(f"/api/task/{task_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _wait_for_status(
+    client: httpx.Client, task_id: str, statuses: set[str], diagnostics: str
+) -> dict[str, Any]:
+    deadline = time.monotonic() + TASK_TIMEOUT
+    while True:
+        body = _status(client, task_id)
+        if body["status"] in statuses:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} still {body}\n{diagnostics}")
+        time.sleep(0.05)
+
+
+def test_worker_and_api_outlive_a_redis_outage_during_a_task(
+    rendered_projects: RenderedProjects, tmp_path: Path
+) -> None:
+    if shutil.which("redis-server") is None:
+        skip_or_fail("redis-server is not installed (Debian: `apt-get install redis-server`)")
+    project = rendered_projects.synced(DEFAULT_PYTHON, Variant())
+    first_redis = contextlib.ExitStack()  # closed for the outage
+    port = first_redis.enter_context(private_redis_server(tmp_path / "redis"))
+    env = {
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+        "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:{port}/1",
+        "WEBHOOK_SECRET": uuid.uuid4().hex,
+        "REPORT_STEPS": "20",
+        "REPORT_STEP_DELAY_SECONDS": "0.1",
+        "BROKER_SOCKET_TIMEOUT_SECONDS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    api_port = free_port()
+    api = ServiceProcess(
+        name="api",
+        args=["uvicorn", f"{project.package_name}.main:app", "--port", str(api_port)],
+        cwd=project.path,
+        env=env,
+        log_path=tmp_path / "api.log",
+        ready_url=f"http://127.0.0.1:{api_port}/health/live",
+    )
+    name = f"outage-{uuid.uuid4().hex[:8]}"
+    worker = ServiceProcess(
+        name="worker",
+        args=[
+            "celery",
+            "-A",
+            f"{project.package_name}.celery_app",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            "-n",
+            f"{name}@%h",
+        ],
+        cwd=project.path,
+        env=env,
+        log_path=tmp_path / "worker.log",
+        ready_log=rf"{name}@\S+ ready\.",
+        stop_timeout=15,
+    )
+    with contextlib.ExitStack() as stack:
+        stack.push(first_redis)
+        stack.enter_context(api)
+        stack.enter_context(worker)
+        client = stack.enter_context(
+            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10)
+        )
+
+        def diagnostics() -> str:
+            return f"{api.describe('API', 30)}\n{worker.describe('worker', 60)}"
+
+        report = client.post("/api/report/1")
+        assert report.status_code == 202, report.text
+        report_id = report.json()["task_id"]
+        _wait_for_status(client, report_id, {"progress"}, diagnostics())
+
+        first_redis.close()  # Redis stops, the report still running
+        refused = client.post("/api/process", json={"data": {"during": "outage"}})
+        assert refused.status_code == 503, f"{refused.text}\n{diagnostics()}"
+        assert "unreachable" in refused.json()["detail"], refused.text
+        time.sleep(OUTAGE_SECONDS)  # the report finishes while Redis is down
+        assert worker.running, f"the worker exited during the outage\n{diagnostics()}"
+
+        stack.enter_context(private_redis_server(tmp_path / "redis", port=port))
+        # The restarted Redis holds nothing: the worker must reconnect and take new tasks.
+        deadline = time.monotonic() + TASK_TIMEOUT
+        while True:
+            accepted = client.post("/api/process", json={"data": {"after": "outage"}})
+            if accepted.status_code == 202 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert accepted.status_code == 202, f"{accepted.text}\n{diagnostics()}"
+        task_id = accepted.json()["task_id"]
+        body = _wait_for_status(client, task_id, {"success", "failure"}, diagnostics())
+        assert body["status"] == "success", f"{body}\n{diagnostics()}"
+        assert worker.running, f"the worker exited after the outage\n{diagnostics()}"
