@@ -1,5 +1,5 @@
-"""A Redis outage while a task runs: the API answers 503, and the worker and the API carry on
-once Redis is back.
+"""A Redis outage while a task runs: the API answers 503 (submitting, reading, streaming,
+cancelling), and the worker and the API carry on once Redis is back.
 
 The default variant (Redis as broker and result backend) on a `redis-server` of its own, so
 that the test can stop it and start it again on the same port: the API, one worker, a report
@@ -115,6 +115,10 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
         refused = client.post("/api/process", json={"data": {"during": "outage"}})
         assert refused.status_code == 503, f"{refused.text}\n{diagnostics()}"
         assert "unreachable" in refused.json()["detail"], refused.text
+        for method, path in (("GET", ""), ("GET", "/stream"), ("DELETE", "")):
+            unread = client.request(method, f"/api/task/{report_id}{path}")
+            assert unread.status_code == 503, f"{method} {path}: {unread.text}\n{diagnostics()}"
+            assert unread.json() == {"detail": "The result backend is unreachable"}
         time.sleep(OUTAGE_SECONDS)  # the report finishes while Redis is down
         assert worker.running, f"the worker exited during the outage\n{diagnostics()}"
 

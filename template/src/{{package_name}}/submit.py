@@ -12,6 +12,9 @@ class ServiceUnavailableError(Exception):
     """The broker or the result backend cannot be reached."""
 
 
+BACKEND_UNREACHABLE = "The result backend is unreachable"
+
+
 class TaskSubmitter:
     def __init__(self, store: ResultStore, publisher: Publisher) -> None:
         self._store = store
@@ -27,7 +30,7 @@ class TaskSubmitter:
         try:
             await self._store.mark_queued(task_id)
         except Exception as exc:  # each backend has its own connection errors
-            raise ServiceUnavailableError("The result backend is unreachable") from exc
+            raise ServiceUnavailableError(BACKEND_UNREACHABLE) from exc
         try:
             await self._publisher.publish(signature, task_id)
         except BrokerUnavailableError as exc:

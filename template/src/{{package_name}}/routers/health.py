@@ -17,7 +17,7 @@ async def root() -> Health:
 @router.get("/health/live")
 async def live() -> Health:
     """The process is up and serving: no dependency is checked."""
-    return Health()
+    return Health(app=get_settings().app_name)
 
 
 def _connect_to_broker() -> None:

@@ -9,7 +9,8 @@ from kombu.exceptions import OperationalError
 from ..celery_app import celery_app
 from ..dependencies import Store, Submitter
 from ..models import LogAccepted, TaskAccepted, TaskRequest, TaskStatusResponse
-from ..submit import ServiceUnavailableError
+from ..results import ResultStore, TaskState
+from ..submit import BACKEND_UNREACHABLE, ServiceUnavailableError
 from ..task_status import status_body
 from ..tasks.processing import (
     async_process_data,
@@ -28,6 +29,18 @@ TaskId = Annotated[str, Path(min_length=1, max_length=255)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"description": "No task was submitted with this id"}
 }
+
+
+async def read_state(store: ResultStore, task_id: str) -> TaskState:
+    """The task's stored state: 404 for an id never submitted (or expired), 503 when the result
+    backend cannot be read."""
+    try:
+        state = await store.get(task_id)
+    except Exception as exc:  # each backend has its own connection errors
+        raise ServiceUnavailableError(BACKEND_UNREACHABLE) from exc
+    if state is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task with id {task_id}")
+    return state
 
 
 def queued(task_id: str, what: str) -> TaskAccepted:
@@ -83,10 +96,7 @@ async def quick_log(request: TaskRequest, background_tasks: BackgroundTasks) -> 
 
 @router.get("/task/{task_id}", responses=NOT_FOUND)
 async def get_task_status(task_id: TaskId, store: Store) -> TaskStatusResponse:
-    state = await store.get(task_id)
-    if state is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task with id {task_id}")
-    return status_body(task_id, state)
+    return status_body(task_id, await read_state(store, task_id))
 
 
 def _revoke(task_id: str) -> None:
@@ -102,9 +112,7 @@ def _revoke(task_id: str) -> None:
 )
 async def cancel_task(task_id: TaskId, store: Store) -> TaskAccepted:
     """Revoke a task, and terminate it if it is running."""
-    state = await store.get(task_id)
-    if state is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task with id {task_id}")
+    state = await read_state(store, task_id)
     if state.ready:
         raise HTTPException(status.HTTP_409_CONFLICT, f"Task {task_id} has already finished")
     try:
