@@ -881,6 +881,51 @@ def test_broker_down_is_503_and_leaves_no_record(stack: Stack) -> None:
         assert ready.json()["result_backend"] == "ok", ready.text
 
 
+def unreachable_result_backend_url(result_backend: str) -> str:
+    if result_backend == "redis":
+        return f"redis://127.0.0.1:{closed_port()}/1"
+    return f"db+postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/nothing"
+
+
+@each()
+def test_result_backend_down_api_starts_and_answers_503(stack: Stack) -> None:
+    """Started while its result backend is down, the API serves: live 200, and 503 with a JSON
+    detail, within seconds, for readiness, submitting, reading and streaming."""
+    port = free_port()
+    env = {
+        **stack.env,
+        "CELERY_RESULT_BACKEND": unreachable_result_backend_url(stack.variant.result_backend),
+        "BROKER_SOCKET_TIMEOUT_SECONDS": "1",
+    }
+    api = ServiceProcess(
+        name="api-backend-down",
+        args=["uvicorn", f"{stack.package}.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=stack.project.path,
+        env=env,
+        log_path=stack.logs / "api-backend-down.log",
+        ready_url=f"http://127.0.0.1:{port}/health/live",
+        ready_timeout=30,
+    )
+    task_id = str(uuid.uuid4())
+    requests = [("GET", "/health/ready"), ("POST", "/api/process"), ("GET", f"/api/task/{task_id}")]
+    if stack.variant.use_sse:
+        requests.append(("GET", f"/api/task/{task_id}/stream"))
+    with api, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
+        for method, path in requests:
+            started = time.monotonic()
+            body = {"data": {"x": 1}} if method == "POST" else None
+            response = client.request(method, path, json=body)
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503, (
+                f"{method} {path}: {response.text}\n{api.describe('API', 30)}"
+            )
+            assert elapsed < 5, f"{method} {path}: 503 took {elapsed:.1f} s"
+            if path == "/health/ready":
+                assert response.json()["result_backend"] == "unreachable", response.text
+            else:
+                assert response.json() == {"detail": "The result backend is unreachable"}
+
+
 # --------------------------------------------------------------------------------------
 # RabbitMQ
 
