@@ -846,23 +846,28 @@ def unreachable_broker_url(broker: str) -> str:
     return f"amqp://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@127.0.0.1:{closed_port()}//"
 
 
-@each()
-def test_broker_down_is_503_and_leaves_no_record(stack: Stack) -> None:
+def api_with_env(stack: Stack, name: str, **changes: str) -> tuple[ServiceProcess, str]:
+    """A second API process of the stack, with `changes` to its environment (and 1 s socket
+    timeouts); not started. Returns it and its base URL."""
     port = free_port()
-    env = {
-        **stack.env,
-        "CELERY_BROKER_URL": unreachable_broker_url(stack.variant.broker),
-        "BROKER_SOCKET_TIMEOUT_SECONDS": "1",
-    }
     api = ServiceProcess(
-        name="api-broker-down",
+        name=name,
         args=["uvicorn", f"{stack.package}.main:app", "--host", "127.0.0.1", "--port", str(port)],
         cwd=stack.project.path,
-        env=env,
-        log_path=stack.logs / "api-broker-down.log",
+        env={**stack.env, "BROKER_SOCKET_TIMEOUT_SECONDS": "1", **changes},
+        log_path=stack.logs / f"{name}.log",
         ready_url=f"http://127.0.0.1:{port}/health/live",
+        ready_timeout=30,
     )
-    with api, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
+    return api, f"http://127.0.0.1:{port}"
+
+
+@each()
+def test_broker_down_is_503_and_leaves_no_record(stack: Stack) -> None:
+    api, base_url = api_with_env(
+        stack, "api-broker-down", CELERY_BROKER_URL=unreachable_broker_url(stack.variant.broker)
+    )
+    with api, httpx.Client(base_url=base_url, timeout=15) as client:
         records_before = stack.backends.results.snapshot()
         started = time.monotonic()
         response = client.post("/api/process", json={"data": {"x": 1}})
@@ -891,26 +896,16 @@ def unreachable_result_backend_url(result_backend: str) -> str:
 def test_result_backend_down_api_starts_and_answers_503(stack: Stack) -> None:
     """Started while its result backend is down, the API serves: live 200, and 503 with a JSON
     detail, within seconds, for readiness, submitting, reading and streaming."""
-    port = free_port()
-    env = {
-        **stack.env,
-        "CELERY_RESULT_BACKEND": unreachable_result_backend_url(stack.variant.result_backend),
-        "BROKER_SOCKET_TIMEOUT_SECONDS": "1",
-    }
-    api = ServiceProcess(
-        name="api-backend-down",
-        args=["uvicorn", f"{stack.package}.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=stack.project.path,
-        env=env,
-        log_path=stack.logs / "api-backend-down.log",
-        ready_url=f"http://127.0.0.1:{port}/health/live",
-        ready_timeout=30,
+    api, base_url = api_with_env(
+        stack,
+        "api-backend-down",
+        CELERY_RESULT_BACKEND=unreachable_result_backend_url(stack.variant.result_backend),
     )
     task_id = str(uuid.uuid4())
     requests = [("GET", "/health/ready"), ("POST", "/api/process"), ("GET", f"/api/task/{task_id}")]
     if stack.variant.use_sse:
         requests.append(("GET", f"/api/task/{task_id}/stream"))
-    with api, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
+    with api, httpx.Client(base_url=base_url, timeout=15) as client:
         for method, path in requests:
             started = time.monotonic()
             body = {"data": {"x": 1}} if method == "POST" else None
