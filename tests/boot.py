@@ -668,7 +668,8 @@ class PostgresResultRecords(ResultRecords):
         return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
 
     def snapshot(self) -> object:
-        """Rows per table of the public schema."""
+        """Rows per table of the public schema, leaving out empty tables: the service creates
+        Celery's tables on first use, an attempt that stores nothing included."""
         with self._connect() as conn:
             tables = [
                 row[0]
@@ -677,10 +678,11 @@ class PostgresResultRecords(ResultRecords):
                     "WHERE table_schema = 'public' ORDER BY table_name"
                 )
             ]
-            return {
+            counts = {
                 table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
                 for table in tables
             }
+            return {table: rows for table, rows in counts.items() if rows}
 
     def task_table(self) -> str:
         """The table Celery keeps task results in (task_id, status, date_done columns)."""
