@@ -1,5 +1,7 @@
 """Submitting tasks from the API without blocking the event loop or losing track of them."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import uuid4
 
 from celery.canvas import Signature
@@ -12,7 +14,14 @@ class ServiceUnavailableError(Exception):
     """The broker or the result backend cannot be reached."""
 
 
-BACKEND_UNREACHABLE = "The result backend is unreachable"
+@contextmanager
+def backend_errors_as_unavailable() -> Iterator[None]:
+    """Any error from the result backend becomes a ServiceUnavailableError (a 503): each
+    backend has its own connection errors."""
+    try:
+        yield
+    except Exception as exc:
+        raise ServiceUnavailableError("The result backend is unreachable") from exc
 
 
 class TaskSubmitter:
@@ -27,10 +36,8 @@ class TaskSubmitter:
         publish fails the record is removed, so no task is left reading "queued" for ever.
         """
         task_id = str(uuid4())
-        try:
+        with backend_errors_as_unavailable():
             await self._store.mark_queued(task_id)
-        except Exception as exc:  # each backend has its own connection errors
-            raise ServiceUnavailableError(BACKEND_UNREACHABLE) from exc
         try:
             await self._publisher.publish(signature, task_id)
         except BrokerUnavailableError as exc:

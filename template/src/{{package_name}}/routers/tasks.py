@@ -10,7 +10,7 @@ from ..celery_app import celery_app
 from ..dependencies import Store, Submitter
 from ..models import LogAccepted, TaskAccepted, TaskRequest, TaskStatusResponse
 from ..results import ResultStore, TaskState
-from ..submit import BACKEND_UNREACHABLE, ServiceUnavailableError
+from ..submit import ServiceUnavailableError, backend_errors_as_unavailable
 from ..task_status import status_body
 from ..tasks.processing import (
     async_process_data,
@@ -34,10 +34,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 async def read_state(store: ResultStore, task_id: str) -> TaskState:
     """The task's stored state: 404 for an id never submitted (or expired), 503 when the result
     backend cannot be read."""
-    try:
+    with backend_errors_as_unavailable():
         state = await store.get(task_id)
-    except Exception as exc:  # each backend has its own connection errors
-        raise ServiceUnavailableError(BACKEND_UNREACHABLE) from exc
     if state is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task with id {task_id}")
     return state
