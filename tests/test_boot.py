@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ REPORT_STEP_DELAY_SECONDS = 0.1  # a report runs 2 s: long enough to be cancelle
 MAX_BODY_BYTES = 1024
 FLOWER_USER, FLOWER_PASSWORD = "admin", "secret"
 TASK_TIMEOUT = 30.0
+CONCURRENT_SUBMITS, CONCURRENT_CLIENTS = 200, 32
 # Status polls: routine access-log lines, left out of the API's log tail in failure reports.
 STATUS_POLL_LINE = r'"GET /api/task/[^/ ]+ HTTP/1\.1" 200'
 
@@ -676,6 +678,33 @@ def test_workflow(stack: Stack, worker: ServiceProcess) -> None:
     result = stack.expect_success(stack.submit("/api/workflow", json={"data": data}))
     assert result["steps"] == ["validate", "transform", "summarize"], result
     assert result["keys"] == ["count", "name"], result
+
+
+@each()
+def test_concurrent_submits_each_run_with_their_own_data(
+    stack: Stack, worker: ServiceProcess
+) -> None:
+    """Many requests in flight at once, as under load (the Redis publisher and result store
+    batch the commands of concurrent requests): each is queued under an id of its own, and
+    each id's result, read concurrently too, is computed from its own payload."""
+    payloads = [{"request": n, "marker": uuid.uuid4().hex} for n in range(CONCURRENT_SUBMITS)]
+
+    def submit(data: dict[str, object]) -> str:
+        return stack.submit("/api/process", json={"data": data})
+
+    def status(task_id: str) -> Any:
+        return stack.expect(stack.client.get(f"/api/task/{task_id}"), 200)
+
+    with ThreadPoolExecutor(max_workers=CONCURRENT_CLIENTS) as pool:
+        task_ids = list(pool.map(submit, payloads))
+        assert len(set(task_ids)) == len(task_ids), task_ids
+        for task_id in task_ids:
+            stack.expect_success(task_id)
+        bodies = list(pool.map(status, task_ids))
+    for task_id, data, body in zip(task_ids, payloads, bodies, strict=True):
+        assert body["task_id"] == task_id, body
+        assert body["status"] == "success", body
+        assert body["result"]["checksum"] == canonical_checksum(data), (data, body)
 
 
 @each()
