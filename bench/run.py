@@ -27,7 +27,13 @@ import httpx
 import redis
 
 from bench import clients, report
-from tests.boot import ServiceProcess, free_port, private_redis_server, redis_databases
+from tests.boot import (
+    ServiceProcess,
+    free_port,
+    private_redis_server,
+    redis_databases,
+    worker_process,
+)
 from tests.rendering import (
     TEMPLATE_ROOT,
     RenderedProject,
@@ -279,24 +285,12 @@ class Stack:
     def start_worker(self) -> None:
         assert self.worker is None
         self.worker_starts += 1
-        self.worker = ServiceProcess(
-            name="worker",
-            args=[
-                "celery",
-                "-A",
-                f"{self.package}.celery_app",
-                "worker",
-                "--loglevel=INFO",
-                "-E",
-                f"--concurrency={self.profile.worker_concurrency}",
-                "--without-mingle",
-                "-n",
-                f"bench-{os.getpid()}@%h",
-            ],
-            cwd=self.project.path,
-            log_path=self.logs / f"worker-{self.worker_starts}.log",
+        self.worker = worker_process(
+            self.project,
             env=self.env,
-            ready_log=r"\bready\.",
+            log_path=self.logs / f"worker-{self.worker_starts}.log",
+            concurrency=self.profile.worker_concurrency,
+            options=("-E", "--without-mingle"),
         ).start()
 
     def stop_worker(self) -> None:

@@ -2,7 +2,9 @@
 
 - `free_port()` / `closed_port()`: a TCP port on 127.0.0.1 that is free / that refuses.
 - `ServiceProcess`: a command of a rendered project (`uv run --frozen --no-sync ...`) run in
-  its own process group, logged to a file, waited on until ready, stopped on exit.
+  its own process group, logged to a file, waited on until ready, stopped on exit;
+  `api_process()` and `worker_process()` make the service's API and Celery worker.
+- `wait_for_task()`: poll a task's status until it is one of some states.
 - `SmtpSink`: an SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message.
 - `WebhookReceiver`: an HTTP server on 127.0.0.1 that records every request.
 - `read_sse()`: the events of a server-sent-events stream, with an overall deadline.
@@ -26,7 +28,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,7 +38,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tests.rendering import project_env
+from tests.rendering import RenderedProject, project_env
 from tests.services import (
     REDIS_HOST,
     REDIS_PORT,
@@ -243,6 +246,106 @@ class ServiceProcess:
             f" -----\n{self.log_tail(lines)}\n"
             f"----- end of {self.name} -----"
         )
+
+
+def api_process(
+    project: RenderedProject,
+    *,
+    port: int,
+    env: dict[str, str],
+    log_path: Path,
+    name: str = "api",
+    **options: Any,
+) -> ServiceProcess:
+    """The rendered service's API (uvicorn on 127.0.0.1:`port`), ready when /health/live
+    answers; `options` are ServiceProcess fields (timeouts, tail_skip)."""
+    return ServiceProcess(
+        name=name,
+        args=[
+            "uvicorn",
+            f"{project.package_name}.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=project.path,
+        env=env,
+        log_path=log_path,
+        ready_url=f"http://127.0.0.1:{port}/health/live",
+        **options,
+    )
+
+
+def worker_process(
+    project: RenderedProject,
+    *,
+    env: dict[str, str],
+    log_path: Path,
+    concurrency: int = 2,
+    options: tuple[str, ...] = (),
+) -> ServiceProcess:
+    """A Celery worker of the rendered service, under a node name of its own (ready when that
+    node says so, whatever other workers share the broker); `options` are more worker
+    arguments."""
+    node = f"worker-{uuid.uuid4().hex[:8]}"
+    return ServiceProcess(
+        name="worker",
+        args=[
+            "celery",
+            "-A",
+            f"{project.package_name}.celery_app",
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={concurrency}",
+            *options,
+            "-n",
+            f"{node}@%h",
+        ],
+        cwd=project.path,
+        env=env,
+        log_path=log_path,
+        ready_log=rf"{node}@\S+ ready\.",
+        stop_timeout=15,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Task status
+
+TASK_STATUS_FIELDS = frozenset({"task_id", "status", "result", "progress", "error"})
+
+
+def wait_for_task(
+    client: httpx.Client,
+    task_id: str,
+    until: Collection[str],
+    *,
+    timeout: float,
+    diagnostics: Callable[[], str],
+    seen: list[str] | None = None,
+) -> dict[str, Any]:
+    """Poll GET /api/task/{id} until its status is in `until`; every raw body read is
+    appended to `seen`. Failures carry `diagnostics()` (the services' log tails)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/api/task/{task_id}")
+        if seen is not None:
+            seen.append(response.text)
+        assert response.status_code == 200, (
+            f"GET {response.request.url} -> {response.status_code}, expected 200: "
+            f"{response.text[:1000]}\n{diagnostics()}"
+        )
+        body: dict[str, Any] = response.json()
+        assert set(body) == TASK_STATUS_FIELDS, body
+        if body["status"] in until:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"task {task_id} still {body['status']!r} after {timeout} s "
+                f"(waiting for {sorted(until)}): {body}\n{diagnostics()}"
+            )
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------------------

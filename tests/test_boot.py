@@ -41,10 +41,13 @@ from tests.boot import (
     SmtpSink,
     SseEvent,
     WebhookReceiver,
+    api_process,
     closed_port,
     free_port,
     read_sse,
     variant_backends,
+    wait_for_task,
+    worker_process,
 )
 from tests.matrix import DEFAULT_PYTHON
 from tests.projects import RenderedProjects
@@ -137,22 +140,14 @@ class Stack:
     ) -> dict[str, Any]:
         """Poll GET /api/task/{id} until its status is in `until`; every raw body read is
         appended to `seen`."""
-        deadline = time.monotonic() + timeout
-        body: dict[str, Any] = {}
-        while True:
-            response = self.client.get(f"/api/task/{task_id}")
-            if seen is not None:
-                seen.append(response.text)
-            body = self.expect(response, 200)
-            assert set(body) == {"task_id", "status", "result", "progress", "error"}, body
-            if body["status"] in until:
-                return body
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"task {task_id} still {body['status']!r} after {timeout} s "
-                    f"(waiting for {sorted(until)}): {body}\n{self.diagnostics()}"
-                )
-            time.sleep(0.05)
+        return wait_for_task(
+            self.client,
+            task_id,
+            until,
+            timeout=timeout,
+            diagnostics=self.diagnostics,
+            seen=seen,
+        )
 
     def expect_success(self, task_id: str, seen: list[str] | None = None) -> Any:
         body = self.wait_for_task(task_id, seen=seen)
@@ -264,21 +259,8 @@ def stack(
         if variant.use_webhooks:
             env["WEBHOOK_SECRET"] = webhook_secret
         api_port, flower_port = free_port(), free_port()
-        api = ServiceProcess(
-            name="api",
-            args=[
-                "uvicorn",
-                f"{project.package_name}.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-            ],
-            cwd=project.path,
-            env=env,
-            log_path=logs / "api.log",
-            ready_url=f"http://127.0.0.1:{api_port}/health/live",
-            tail_skip=STATUS_POLL_LINE,
+        api = api_process(
+            project, port=api_port, env=env, log_path=logs / "api.log", tail_skip=STATUS_POLL_LINE
         )
         parts.enter_context(api)
         flower = None
@@ -321,26 +303,11 @@ def stack(
 
 @pytest.fixture(scope="module")
 def worker(stack: Stack) -> Iterator[ServiceProcess]:
-    name = f"boot-{uuid.uuid4().hex[:8]}"
-    process = ServiceProcess(
-        name="worker",
-        args=[
-            "celery",
-            "-A",
-            f"{stack.package}.celery_app",
-            "worker",
-            "--loglevel=INFO",
-            "-E",
-            "--concurrency=2",
-            "--pool=prefork",
-            "-n",
-            f"{name}@%h",
-        ],
-        cwd=stack.project.path,
+    process = worker_process(
+        stack.project,
         env=stack.env,
         log_path=stack.logs / "worker.log",
-        ready_log=rf"{name}@\S+ ready\.",
-        stop_timeout=15,
+        options=("-E", "--pool=prefork"),
     )
     with process:
         stack.worker = process
@@ -879,13 +846,12 @@ def api_with_env(stack: Stack, name: str, **changes: str) -> tuple[ServiceProces
     """A second API process of the stack, with `changes` to its environment (and 1 s socket
     timeouts); not started. Returns it and its base URL."""
     port = free_port()
-    api = ServiceProcess(
-        name=name,
-        args=["uvicorn", f"{stack.package}.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=stack.project.path,
+    api = api_process(
+        stack.project,
+        port=port,
         env={**stack.env, "BROKER_SOCKET_TIMEOUT_SECONDS": "1", **changes},
         log_path=stack.logs / f"{name}.log",
-        ready_url=f"http://127.0.0.1:{port}/health/live",
+        name=name,
         ready_timeout=30,
     )
     return api, f"http://127.0.0.1:{port}"

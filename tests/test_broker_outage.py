@@ -13,12 +13,17 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.boot import ServiceProcess, free_port, private_redis_server
+from tests.boot import (
+    api_process,
+    free_port,
+    private_redis_server,
+    wait_for_task,
+    worker_process,
+)
 from tests.matrix import DEFAULT_PYTHON
 from tests.projects import RenderedProjects
 from tests.services import skip_or_fail
@@ -28,26 +33,6 @@ pytestmark = pytest.mark.boot
 
 OUTAGE_SECONDS = 3.0
 TASK_TIMEOUT = 30.0
-
-
-def _status(client: httpx.Client, task_id: str) -> dict[str, Any]:
-    response = client.get(f"/api/task/{task_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _wait_for_status(
-    client: httpx.Client, task_id: str, statuses: set[str], diagnostics: str
-) -> dict[str, Any]:
-    deadline = time.monotonic() + TASK_TIMEOUT
-    while True:
-        body = _status(client, task_id)
-        if body["status"] in statuses:
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"task {task_id} still {body}\n{diagnostics}")
-        time.sleep(0.05)
 
 
 def test_worker_and_api_outlive_a_redis_outage_during_a_task(
@@ -68,33 +53,8 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
         "PYTHONUNBUFFERED": "1",
     }
     api_port = free_port()
-    api = ServiceProcess(
-        name="api",
-        args=["uvicorn", f"{project.package_name}.main:app", "--port", str(api_port)],
-        cwd=project.path,
-        env=env,
-        log_path=tmp_path / "api.log",
-        ready_url=f"http://127.0.0.1:{api_port}/health/live",
-    )
-    name = f"outage-{uuid.uuid4().hex[:8]}"
-    worker = ServiceProcess(
-        name="worker",
-        args=[
-            "celery",
-            "-A",
-            f"{project.package_name}.celery_app",
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=2",
-            "-n",
-            f"{name}@%h",
-        ],
-        cwd=project.path,
-        env=env,
-        log_path=tmp_path / "worker.log",
-        ready_log=rf"{name}@\S+ ready\.",
-        stop_timeout=15,
-    )
+    api = api_process(project, port=api_port, env=env, log_path=tmp_path / "api.log")
+    worker = worker_process(project, env=env, log_path=tmp_path / "worker.log")
     with contextlib.ExitStack() as stack:
         stack.push(first_redis)
         stack.enter_context(api)
@@ -109,7 +69,9 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
         report = client.post("/api/report/1")
         assert report.status_code == 202, report.text
         report_id = report.json()["task_id"]
-        _wait_for_status(client, report_id, {"progress"}, diagnostics())
+        wait_for_task(
+            client, report_id, {"progress"}, timeout=TASK_TIMEOUT, diagnostics=diagnostics
+        )
 
         first_redis.close()  # Redis stops, the report still running
         refused = client.post("/api/process", json={"data": {"during": "outage"}})
@@ -132,6 +94,8 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
             time.sleep(0.2)
         assert accepted.status_code == 202, f"{accepted.text}\n{diagnostics()}"
         task_id = accepted.json()["task_id"]
-        body = _wait_for_status(client, task_id, {"success", "failure"}, diagnostics())
+        body = wait_for_task(
+            client, task_id, {"success", "failure"}, timeout=TASK_TIMEOUT, diagnostics=diagnostics
+        )
         assert body["status"] == "success", f"{body}\n{diagnostics()}"
         assert worker.running, f"the worker exited after the outage\n{diagnostics()}"
