@@ -108,12 +108,19 @@ def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def render(destination: Path, template: Path | None = None, **answers: object) -> RenderedProject:
+def render(
+    destination: Path,
+    template: Path | None = None,
+    *,
+    vcs_ref: str | None = None,
+    **answers: object,
+) -> RenderedProject:
     """Render the working tree of the template into destination.
 
     With `template` (a `snapshot_template()` copy), Copier renders that folder as it is:
     no git clone and no git command per file (see `_without_git_index_sync`), about three
-    times as fast; the answers file records no commit.
+    times as fast; the answers file records no commit. With `template` and `vcs_ref`, the
+    template is a git repository rendered at that tag or commit.
     """
     data = {**DEFAULT_ANSWERS, **answers}
     with _without_git_index_sync() if template else contextlib.nullcontext():
@@ -123,7 +130,7 @@ def render(destination: Path, template: Path | None = None, **answers: object) -
             data=data,
             defaults=True,
             unsafe=True,
-            vcs_ref=None if template else "HEAD",
+            vcs_ref=vcs_ref if template else "HEAD",
             quiet=True,
         )
     return RenderedProject(destination, copier_answers(destination))

@@ -5,25 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import copier
 import pytest
 import yaml
 
-from tests.rendering import DEFAULT_ANSWERS, TEMPLATE_ROOT, render
+from tests.rendering import render
 from tests.variants import INVALID_VARIANT, Variant
-
-
-def copy(destination: Path, **answers: object) -> None:
-    copier.run_copy(
-        str(TEMPLATE_ROOT),
-        destination,
-        data={**DEFAULT_ANSWERS, **answers},
-        defaults=True,
-        unsafe=True,
-        vcs_ref="HEAD",
-        quiet=True,
-    )
-
 
 BAD_ANSWERS = [
     pytest.param("project_slug", "Billing API", id="slug-space-upper"),
@@ -60,8 +46,9 @@ def test_bad_answer_is_rejected_naming_the_question(
     tmp_path: Path, question: str, value: str
 ) -> None:
     destination = tmp_path / "project"
+    answer: dict[str, Any] = {question: value}
     with pytest.raises(ValueError) as excinfo:
-        copy(destination, **{question: value})
+        render(destination, **answer)
     message = str(excinfo.value)
     assert f"'{question}'" in message, f"error does not name {question!r}: {message}"
     rendered = [p for p in destination.rglob("*") if p.is_file()] if destination.exists() else []
@@ -70,19 +57,19 @@ def test_bad_answer_is_rejected_naming_the_question(
 
 def test_keyword_message_says_why(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="keyword"):
-        copy(tmp_path / "p", package_name="class")
+        render(tmp_path / "p", package_name="class")
 
 
 def test_shadowing_message_says_why(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shadow"):
-        copy(tmp_path / "p", package_name="celery")
+        render(tmp_path / "p", package_name="celery")
 
 
 def test_postgresql_without_beat_is_refused(tmp_path: Path) -> None:
     """Only beat purges expired results from PostgreSQL: the combination is refused."""
     destination = tmp_path / "project"
     with pytest.raises(ValueError) as excinfo:
-        copy(destination, **INVALID_VARIANT.answers)
+        render(destination, **INVALID_VARIANT.answers)
     message = str(excinfo.value)
     assert "'use_beat'" in message and "postgresql" in message.lower(), message
     rendered = [p for p in destination.rglob("*") if p.is_file()] if destination.exists() else []

@@ -16,7 +16,7 @@ import copier
 import pytest
 import yaml
 
-from tests.rendering import DEFAULT_ANSWERS, copier_answers, snapshot_template
+from tests.rendering import copier_answers, render, snapshot_template
 
 OLD, NEW = "1.0.0", "2.0.0"
 PACKAGE_DIR = "template/src/{{package_name}}"
@@ -74,16 +74,7 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def copy(template: Path, destination: Path, version: str, **answers: object) -> Path:
-    copier.run_copy(
-        str(template),
-        destination,
-        data={**DEFAULT_ANSWERS, **answers},
-        defaults=True,
-        unsafe=True,
-        vcs_ref=version,
-        quiet=True,
-    )
-    return destination
+    return render(destination, template, vcs_ref=version, **answers).path
 
 
 def update(project: Path, answers: dict[str, object] | None = None) -> None:
