@@ -1,5 +1,6 @@
 """A Redis outage while a task runs: the API answers 503 (submitting, reading, streaming,
-cancelling), and the worker and the API carry on once Redis is back.
+cancelling), a stream opened before it ends with a final event, and the worker and the API
+carry on once Redis is back.
 
 The default variant (Redis as broker and result backend) on a `redis-server` of its own, so
 that the test can stop it and start it again on the same port: the API, one worker, a report
@@ -9,10 +10,13 @@ task running (2 s) when Redis stops and finishing during the outage.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +25,7 @@ from tests.boot import (
     api_process,
     free_port,
     private_redis_server,
+    read_sse,
     wait_for_task,
     worker_process,
 )
@@ -72,6 +77,21 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
         wait_for_task(
             client, report_id, {"progress"}, timeout=TASK_TIMEOUT, diagnostics=diagnostics
         )
+        streamed: dict[str, Any] = {}
+        opened = threading.Event()
+
+        def follow_report() -> None:
+            streamed["response"], streamed["events"] = read_sse(
+                f"http://127.0.0.1:{api_port}/api/task/{report_id}/stream",
+                timeout=2 * TASK_TIMEOUT,
+                until=frozenset({"complete", "failure", "error"}),
+                on_open=lambda _: opened.set(),
+            )
+
+        follower = threading.Thread(target=follow_report, daemon=True)
+        follower.start()
+        assert opened.wait(10), f"the report's stream did not open\n{diagnostics()}"
+        time.sleep(0.3)  # subscribed and past its first read
 
         first_redis.close()  # Redis stops, the report still running
         refused = client.post("/api/process", json={"data": {"during": "outage"}})
@@ -99,3 +119,18 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
         )
         assert body["status"] == "success", f"{body}\n{diagnostics()}"
         assert worker.running, f"the worker exited after the outage\n{diagnostics()}"
+
+        # The report's stream rode out the outage, then ended with the report's result if the
+        # worker's retried write came first, or with an error: its record went with the old Redis.
+        follower.join(TASK_TIMEOUT)
+        assert not follower.is_alive(), f"the report's stream did not end\n{diagnostics()}"
+        final = streamed["events"][-1] if streamed["events"] else None
+        assert final is not None and final.event in {"complete", "error"}, (
+            f"{streamed['events']}\n{diagnostics()}"
+        )
+        if final.event == "error":
+            detail = f"Task {report_id} is no longer known: its record expired or was lost"
+            assert json.loads(final.data) == {"detail": detail}
+        log = api.log_text()
+        assert log.count("Result channel connection lost") == 1, diagnostics()
+        assert "Result channel reconnected" in log, diagnostics()

@@ -9,6 +9,8 @@ from celery.canvas import Signature
 from .publishing import BrokerUnavailableError, Publisher
 from .results import ResultStore
 
+BACKEND_UNREACHABLE = "The result backend is unreachable"
+
 
 class ServiceUnavailableError(Exception):
     """The broker or the result backend cannot be reached."""
@@ -21,7 +23,7 @@ def backend_errors_as_unavailable() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        raise ServiceUnavailableError("The result backend is unreachable") from exc
+        raise ServiceUnavailableError(BACKEND_UNREACHABLE) from exc
 
 
 class TaskSubmitter:
