@@ -7,7 +7,8 @@
 - `wait_for_task()`: poll a task's status until it is one of some states.
 - `SmtpSink`: an SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message.
 - `WebhookReceiver`: an HTTP server on 127.0.0.1 that records every request.
-- `read_sse()`: the events of a server-sent-events stream, with an overall deadline.
+- `read_sse()`: the events of a server-sent-events stream, with an overall deadline;
+  `read_sse_in_background()` reads one in a thread, open before the caller goes on.
 - `redis_databases()`: Redis database numbers claimed for one test run, flushed before/after.
 - `variant_backends(variant)`: a broker and a result backend of their own for one booted
   variant (Redis databases, a RabbitMQ vhost, a PostgreSQL database), with `ResultRecords`
@@ -30,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -637,6 +639,56 @@ def read_sse(
         except httpx.ReadTimeout:
             pass
     raise SseTimeout(f"stream {url} not finished within {timeout} s", events)
+
+
+# How long a stream may take to answer, and then to subscribe and make its first read.
+SSE_OPEN_TIMEOUT = 10.0
+SSE_SETTLE_SECONDS = 0.3
+
+
+@dataclass
+class SseInBackground:
+    url: str
+    outcome: Future[tuple[httpx.Response, list[SseEvent]]]
+
+    def result(
+        self, timeout: float, diagnostics: Callable[[], str]
+    ) -> tuple[httpx.Response, list[SseEvent]]:
+        """What read_sse returned; what it raised, or not ending within `timeout`, fails with
+        `diagnostics()` (the services' log tails)."""
+        try:
+            return self.outcome.result(timeout)
+        except Exception as exc:
+            raise AssertionError(
+                f"stream {self.url} did not end: {exc!r}\n{diagnostics()}"
+            ) from exc
+
+
+def read_sse_in_background(
+    url: str,
+    *,
+    timeout: float,
+    until: frozenset[str] = frozenset({"complete", "failure"}),
+) -> SseInBackground:
+    """`read_sse()` in a thread of its own, for a stream that must be open before something
+    happens. Returns once the stream is open and has settled."""
+    opened = threading.Event()
+    outcome: Future[tuple[httpx.Response, list[SseEvent]]] = Future()
+
+    def read() -> None:
+        try:
+            outcome.set_result(
+                read_sse(url, timeout=timeout, until=until, on_open=lambda _: opened.set())
+            )
+        except BaseException as exc:
+            outcome.set_exception(exc)
+        finally:
+            opened.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert opened.wait(SSE_OPEN_TIMEOUT), f"{url} did not open within {SSE_OPEN_TIMEOUT} s"
+    time.sleep(SSE_SETTLE_SECONDS)
+    return SseInBackground(url, outcome)
 
 
 # --------------------------------------------------------------------------------------

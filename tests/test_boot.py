@@ -22,7 +22,6 @@ import hmac
 import json
 import re
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,12 +38,12 @@ from tests.boot import (
     PostgresResultRecords,
     ServiceProcess,
     SmtpSink,
-    SseEvent,
     WebhookReceiver,
     api_process,
     closed_port,
     free_port,
     read_sse,
+    read_sse_in_background,
     variant_backends,
     wait_for_task,
     worker_process,
@@ -363,30 +362,13 @@ def test_task_reads_queued_until_a_worker_runs_it_and_streams_every_step(
     task_id = stack.submit("/api/report/7")
     _expect_queued(stack, task_id)
 
-    opened = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def read() -> None:
-        try:
-            outcome["response"], outcome["events"] = stack.stream(
-                task_id, timeout=60, on_open=lambda _: opened.set()
-            )
-        except BaseException as exc:
-            outcome["error"] = exc
-            opened.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    assert opened.wait(10), "the stream did not open within 10 s"
-    time.sleep(0.3)  # let the stream subscribe before the worker exists
+    # The stream subscribes before the worker exists.
+    stream = read_sse_in_background(
+        f"{stack.client.base_url}/api/task/{task_id}/stream", timeout=60
+    )
     request.getfixturevalue("worker")
 
-    reader.join(60)
-    assert not reader.is_alive(), "the stream did not end"
-    if "error" in outcome:
-        raise AssertionError(f"{outcome['error']}\n{stack.diagnostics()}")
-    response: httpx.Response = outcome["response"]
-    events: list[SseEvent] = outcome["events"]
+    response, events = stream.result(60, stack.diagnostics)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     names = [e.event for e in events]
