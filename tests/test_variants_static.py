@@ -179,8 +179,11 @@ TRACES = (
     Trace(
         "broker=rabbitmq (no Redis broker)",
         lambda v: v.broker != "redis",
-        paths=r"test_redis_broker|publishing/(redis|factory)\.py$",
-        text=r"(?i)visibility_timeout|redis://[^\s\"']*/0\b|RedisPublisher|create_publisher|LPUSH",
+        paths=r"test_redis_broker|test_message_cache|publishing/(redis|factory|message_cache)\.py$",
+        text=(
+            r"(?i)visibility_timeout|redis://[^\s\"']*/0\b|RedisPublisher|create_publisher|LPUSH"
+            r"|MessageCache"
+        ),
     ),
     Trace(
         "result_backend=redis (no PostgreSQL)",
