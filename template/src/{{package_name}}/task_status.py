@@ -18,8 +18,22 @@ _STATUS_BY_STATE: dict[str, TaskStatus] = {
 }
 
 
+def _describe_retry(arguments: Any) -> str:
+    """Celery's Retry stores itself as its first argument, so only a recursive repr is left of
+    its message; its other arguments are the cause's repr and the delay."""
+    if not isinstance(arguments, list | tuple):
+        arguments = ()
+    _, cause, when = [*arguments, None, None, None][:3]
+    text = "Retry: the task will run again"
+    if when is not None:
+        text += f" in {when} s" if isinstance(when, int | float) else f" at {when}"
+    return f"{text} after {cause}" if cause else text
+
+
 def describe_error(result: Any) -> str:
     """A one-line error from Celery's stored exception, without its traceback."""
+    if isinstance(result, dict) and result.get("exc_type") == "Retry":
+        return _describe_retry(result.get("exc_message"))
     if isinstance(result, dict) and "exc_type" in result:
         message = result.get("exc_message")
         if isinstance(message, list | tuple):
