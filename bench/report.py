@@ -6,6 +6,8 @@ import math
 import statistics
 from typing import Any
 
+STALL_MS = 2.0  # the idle process woke this late: the machine held it up (its p99 is ~0.8 ms)
+
 SERVERS = ("ours", "usual")
 
 
@@ -180,14 +182,25 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
         unit="ms",
     )
     for kind, what in (("enqueue", "enqueue"), ("status", "status")):
-        lag = {label: _med(results, kind, label, "loop_lag_max_ms") for label in SERVERS}
+        lag = {
+            label: _med(results, kind, label, "loop_lag_max_outside_stalls_ms") for label in SERVERS
+        }
         row(
-            f"event-loop lag, max during the {what} load",
+            f"event-loop lag, max during the {what} load, outside the machine's stalls",
             lag["ours"],
             lag["usual"],
             None,
             "≤ 5 ms",
             lag["ours"] <= 5,
+            unit="ms",
+        )
+        lag = {label: _med(results, kind, label, "loop_lag_max_ms") for label in SERVERS}
+        row(
+            f"event-loop lag, max during the {what} load, every sample",
+            lag["ours"],
+            lag["usual"],
+            None,
+            "(stalls included)",
             unit="ms",
         )
         p99 = {label: _med(results, kind, label, "loop_lag_p99_ms") for label in SERVERS}
@@ -326,7 +339,10 @@ def _method(results: dict[str, Any]) -> list[str]:
         "how late it wakes (`bench/apps/lagwrap.py`, an ASGI pass-through around both apps); "
         "the idle process runs the same monitor (`bench/apps/lagmonitor.py`) and serves "
         "nothing, beside the load: its lag is what the machine adds (other processes on the "
-        "two CPUs, the hypervisor). The probe row is the outside view: sequential `GET /` "
+        f"two CPUs, the hypervisor). A stall is an idle-process wake-up more than {STALL_MS:g} ms "
+        "late (its p99 is under 1 ms): the target rows leave out the API's samples whose sleep "
+        "overlapped one, as the machine held both processes up then; the rows with every "
+        "sample stand beside them. The probe row is the outside view: sequential `GET /` "
         "requests every 10 ms during the load (an upper bound that includes queueing behind "
         "wrk's connections).",
         f"- Latency: {p['latency_samples']['ours']} (ours) / {p['latency_samples']['usual']} "
@@ -366,6 +382,12 @@ def _method(results: dict[str, Any]) -> list[str]:
         ("root", "loop_lag_max_ms", "ms"),
         ("enqueue", "loop_lag_max_ms", "ms"),
         ("status", "loop_lag_max_ms", "ms"),
+        ("enqueue", "loop_lag_max_outside_stalls_ms", "ms"),
+        ("status", "loop_lag_max_outside_stalls_ms", "ms"),
+        ("enqueue", "idle_stalls", ""),
+        ("status", "idle_stalls", ""),
+        ("enqueue", "loop_lag_samples_in_stalls", ""),
+        ("status", "loop_lag_samples_in_stalls", ""),
         ("enqueue", "loop_lag_p99_ms", "ms"),
         ("status", "loop_lag_p99_ms", "ms"),
         ("enqueue", "idle_lag_max_ms", "ms"),

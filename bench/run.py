@@ -434,6 +434,22 @@ async def fanout_run(
     }
 
 
+def lag_outside_stalls(
+    windows: list[list[float]], idle_windows: list[list[float]]
+) -> tuple[float, int, int]:
+    """The API's largest lag (ms) among its samples that overlap none of the idle process's
+    stalls; how many samples did overlap one; and how many stalls there were. Samples are
+    [sleep began (s), its end (s), lag (ms)], on one clock for both processes."""
+    stalls = [(start, end) for start, end, lag in idle_windows if lag > report.STALL_MS]
+    largest, overlapping = 0.0, 0
+    for start, end, lag in windows:
+        if any(stall_start < end and start < stall_end for stall_start, stall_end in stalls):
+            overlapping += 1
+        else:
+            largest = max(largest, lag)
+    return largest, overlapping, len(stalls)
+
+
 async def idle_lag_monitor(stack: Stack, seconds: int) -> asyncio.subprocess.Process:
     """The lag monitor in a process of its own that serves nothing, for `seconds`: what the
     machine alone adds to a loop's lag while the load runs."""
@@ -489,14 +505,18 @@ async def http_load(
         )
     delta = command_delta(before, after)
     requests = result.requests + len(probe_latencies)
+    outside_stalls, in_stalls, stalls = lag_outside_stalls(lag["windows"], idle_lag["windows"])
     return {
         "rps": result.rps,
         "requests": result.requests,
         "wrk_p50_ms": result.p50_ms,
         "wrk_p99_ms": result.p99_ms,
         "loop_lag_max_ms": lag["max_ms"],
+        "loop_lag_max_outside_stalls_ms": outside_stalls,
+        "loop_lag_samples_in_stalls": in_stalls,
         "loop_lag_p99_ms": lag["p99_ms"],
         "loop_lag_samples": lag["samples"],
+        "idle_stalls": stalls,
         "idle_lag_max_ms": idle_lag["max_ms"],
         "idle_lag_p99_ms": idle_lag["p99_ms"],
         "probe_p50_ms": percentile(probe_latencies, 0.5),
@@ -568,7 +588,8 @@ async def run_stack(stack: Stack, results: dict[str, Any]) -> None:
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
     ) as client:
         for label in SERVERS:
-            results["servers"][label] = await server_info(client, stack.bases[label])
+            info = await server_info(client, stack.bases[label])
+            results["servers"][label] = {key: info[key] for key in ("loop", "http")}
 
         # -- with a worker: latency of a no-op task ------------------------------------
         log("latency: no-op task, submit -> final SSE event")

@@ -4,6 +4,9 @@ A callback that blocks the loop for 20 ms shows as a ~20 ms late wake-up. `lagwr
 one inside each API process. Run as a script, `python lagmonitor.py SECONDS` runs one in an
 otherwise idle process for SECONDS and prints its figures as JSON: the lag that the machine
 alone (other processes, the hypervisor) causes, next to which the API's can be read.
+
+Each sample keeps when its sleep began (`time.monotonic()`, one clock for every process on
+Linux), so the benchmark can tell the API's late wake-ups that overlap the idle process's.
 """
 
 import asyncio
@@ -17,7 +20,7 @@ PERIOD = 0.002  # seconds between wake-ups: ~500 per second, a negligible load
 
 class LagMonitor:
     def __init__(self) -> None:
-        self.samples: list[float] = []
+        self.samples: list[tuple[float, float]] = []  # (sleep began, lag), seconds
         self.task: asyncio.Task[None] | None = None
 
     def ensure_started(self) -> None:
@@ -26,15 +29,17 @@ class LagMonitor:
 
     async def _run(self) -> None:
         while True:
-            start = time.perf_counter()
+            start = time.monotonic()
             await asyncio.sleep(PERIOD)
-            lag = time.perf_counter() - start - PERIOD
+            lag = time.monotonic() - start - PERIOD
             if len(self.samples) < 1_000_000:
-                self.samples.append(lag)
+                self.samples.append((start, lag))
 
     def take(self) -> dict[str, Any]:
-        """The lag since the previous call (which it resets), in ms."""
-        samples, self.samples = sorted(self.samples), []
+        """The lag since the previous call (which it resets), in ms, and every sample as
+        [sleep began (s), its end (s), lag (ms)]."""
+        timed, self.samples = self.samples, []
+        samples = sorted(lag for _, lag in timed)
         n = len(samples)
 
         def pct(q: float) -> float:
@@ -45,6 +50,10 @@ class LagMonitor:
             "max_ms": round(1000 * samples[-1], 3) if n else 0.0,
             "p99_ms": pct(0.99),
             "p50_ms": pct(0.50),
+            "windows": [
+                [round(start, 6), round(start + PERIOD + lag, 6), round(1000 * lag, 3)]
+                for start, lag in timed
+            ],
         }
 
 
