@@ -516,6 +516,8 @@ async def http_load(
         "loop_lag_samples_in_stalls": in_stalls,
         "loop_lag_p99_ms": lag["p99_ms"],
         "loop_lag_samples": lag["samples"],
+        "gc_longest_ms": max(lag["gc_longest_ms"]),
+        "gc_full_collections": lag["gc_collections"][2],
         "idle_stalls": stalls,
         "idle_lag_max_ms": idle_lag["max_ms"],
         "idle_lag_p99_ms": idle_lag["p99_ms"],

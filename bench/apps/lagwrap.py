@@ -9,10 +9,12 @@ This wraps both apps the same way; every other request goes straight to the wrap
 """
 
 import asyncio
+import gc
 import importlib
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from lagmonitor import LagMonitor
@@ -24,10 +26,41 @@ inner: Any = getattr(importlib.import_module(_module), _attribute)
 monitor = LagMonitor()
 
 
+class CollectionTimer:
+    """The longest garbage collection of each generation since the previous `take()`: a
+    collection stops the loop like any callback."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.longest = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        gc.callbacks.append(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.longest[generation] = max(self.longest[generation], time.perf_counter() - self.started)
+
+    def take(self) -> dict[str, Any]:
+        figures = {
+            "gc_longest_ms": [round(1000 * seconds, 3) for seconds in self.longest],
+            "gc_collections": self.counts,
+        }
+        self.longest, self.counts = [0.0, 0.0, 0.0], [0, 0, 0]
+        return figures
+
+
+collections = CollectionTimer()
+
+
 def server_figures() -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     return {
         **monitor.take(),
+        **collections.take(),
         "loop": f"{type(loop).__module__}.{type(loop).__qualname__}",
         "http": (
             "httptools"
