@@ -3,7 +3,8 @@
 `uvicorn lagwrap:app --app-dir bench/apps` serves the app named by `BENCH_ASGI_APP`
 ("module:attribute") unchanged, plus one extra route, `GET /__bench__/lag`. It returns the
 loop's lag since the previous call (`lagmonitor.py`; the call resets it), and what the server
-runs on (event loop class, HTTP parser), so the report can say so.
+runs on (event loop class, HTTP parser), so the report can say so. `GET /__bench__/lag?reset`
+only resets.
 
 This wraps both apps the same way; every other request goes straight to the wrapped app.
 """
@@ -75,7 +76,14 @@ def server_figures() -> dict[str, Any]:
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     monitor.ensure_started()
     if scope["type"] == "http" and scope["path"] == LAG_PATH:
-        body = json.dumps(server_figures()).encode()
+        if scope["query_string"] == b"reset":
+            # Only forgets: figures built here would hold the loop, and the first sample after
+            # the reset would count that as lag.
+            monitor.samples.clear()
+            collections.take()
+            body = b"{}"
+        else:
+            body = json.dumps(server_figures()).encode()
         await send(
             {
                 "type": "http.response.start",
