@@ -35,10 +35,14 @@ class LagMonitor:
             if len(self.samples) < 1_000_000:
                 self.samples.append((start, lag))
 
+    def reset(self) -> None:
+        self.samples = []
+
     def take(self) -> dict[str, Any]:
         """The lag since the previous call (which it resets), in ms, and every sample as
         [sleep began (s), its end (s), lag (ms)]."""
-        timed, self.samples = self.samples, []
+        timed = self.samples
+        self.reset()
         samples = sorted(lag for _, lag in timed)
         n = len(samples)
 

@@ -33,9 +33,12 @@ class CollectionTimer:
 
     def __init__(self) -> None:
         self.started = 0.0
+        self.reset()
+        gc.callbacks.append(self._on_collection)
+
+    def reset(self) -> None:
         self.longest = [0.0, 0.0, 0.0]
         self.counts = [0, 0, 0]
-        gc.callbacks.append(self._on_collection)
 
     def _on_collection(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -50,7 +53,7 @@ class CollectionTimer:
             "gc_longest_ms": [round(1000 * seconds, 3) for seconds in self.longest],
             "gc_collections": self.counts,
         }
-        self.longest, self.counts = [0.0, 0.0, 0.0], [0, 0, 0]
+        self.reset()
         return figures
 
 
@@ -79,8 +82,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["query_string"] == b"reset":
             # Only forgets: figures built here would hold the loop, and the first sample after
             # the reset would count that as lag.
-            monitor.samples.clear()
-            collections.take()
+            monitor.reset()
+            collections.reset()
             body = b"{}"
         else:
             body = json.dumps(server_figures()).encode()
