@@ -46,7 +46,7 @@ def argument_repr(value: object, maxlen: int, maxlevels: int | None) -> str:
     return safe
 
 
-class PlainReprAMQP(AMQP):  # type: ignore[misc]  # Celery ships no types
+class PlainReprAMQP(AMQP):  # type: ignore[misc,unused-ignore]  # Celery ships no types
     """Celery's message factory, with `argument_repr` for the arguments' text."""
 
     def as_task_v2(
