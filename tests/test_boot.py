@@ -22,6 +22,7 @@ import hmac
 import json
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -122,9 +123,10 @@ class Stack:
         )
         return response.json()
 
-    def submit(self, path: str, **kwargs: Any) -> str:
-        """POST a task; check the 202 body; return the task id."""
-        body = self.expect(self.client.post(path, **kwargs), 202)
+    def submit(self, path: str, client: httpx.Client | None = None, **kwargs: Any) -> str:
+        """POST a task (through `client`, else the stack's); check the 202 body; return the
+        task id."""
+        body = self.expect((client or self.client).post(path, **kwargs), 202)
         assert body["status"] == "queued", body
         assert isinstance(body["message"], str) and body["message"], body
         assert isinstance(body["task_id"], str) and body["task_id"], body
@@ -637,19 +639,38 @@ def test_concurrent_submits_each_run_with_their_own_data(
     batch the commands of concurrent requests): each is queued under an id of its own, and
     each id's result, read concurrently too, is computed from its own payload."""
     payloads = [{"request": n, "marker": uuid.uuid4().hex} for n in range(CONCURRENT_SUBMITS)]
+    # A client per thread: one httpx.Client shared by many threads failed reads with
+    # "Bad file descriptor" (its connection pool is not made for that).
+    per_thread = threading.local()
+    clients: list[httpx.Client] = []
+
+    def thread_client() -> httpx.Client:
+        if not hasattr(per_thread, "client"):
+            per_thread.client = httpx.Client(
+                base_url=stack.client.base_url,
+                headers=stack.client.headers,
+                timeout=stack.client.timeout,
+            )
+            clients.append(per_thread.client)
+        client: httpx.Client = per_thread.client
+        return client
 
     def submit(data: dict[str, object]) -> str:
-        return stack.submit("/api/process", json={"data": data})
+        return stack.submit("/api/process", client=thread_client(), json={"data": data})
 
     def status(task_id: str) -> Any:
-        return stack.expect(stack.client.get(f"/api/task/{task_id}"), 200)
+        return stack.expect(thread_client().get(f"/api/task/{task_id}"), 200)
 
-    with ThreadPoolExecutor(max_workers=CONCURRENT_CLIENTS) as pool:
-        task_ids = list(pool.map(submit, payloads))
-        assert len(set(task_ids)) == len(task_ids), task_ids
-        for task_id in task_ids:
-            stack.expect_success(task_id)
-        bodies = list(pool.map(status, task_ids))
+    try:
+        with ThreadPoolExecutor(max_workers=CONCURRENT_CLIENTS) as pool:
+            task_ids = list(pool.map(submit, payloads))
+            assert len(set(task_ids)) == len(task_ids), task_ids
+            for task_id in task_ids:
+                stack.expect_success(task_id)
+            bodies = list(pool.map(status, task_ids))
+    finally:
+        for client in clients:
+            client.close()
     for task_id, data, body in zip(task_ids, payloads, bodies, strict=True):
         assert body["task_id"] == task_id, body
         assert body["status"] == "success", body
