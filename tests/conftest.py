@@ -31,6 +31,7 @@ if str(Path(__file__).parent) not in sys.path:
 from tests.matrix import SharedResults, VariantRenders
 from tests.projects import RenderedProjects, shared_temp_root
 from tests.rendering import TEMPLATE_ROOT
+from tests.updating import build_template_versions
 from tests.variants import BOOT_VARIANTS, boot_scope, static_scope
 
 
@@ -164,3 +165,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         write(f"{seconds:8.1f} s  booted variant {scope.removeprefix('boot:')}")
     for kind, (count, seconds) in sorted(tools.items()):
         write(f"{seconds:8.1f} s  {int(count):5d} runs   static check: {kind}")
+
+
+@pytest.fixture(scope="session")
+def template_versions(
+    tmp_path_factory: pytest.TempPathFactory, isolated_copier_settings: Path
+) -> Path:
+    """A throwaway template repository tagged 1.0.0 and 2.0.0 (tests/updating.py)."""
+    return build_template_versions(tmp_path_factory.mktemp("template-versions") / "template")

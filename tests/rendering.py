@@ -129,7 +129,6 @@ def render(
             destination,
             data=data,
             defaults=True,
-            unsafe=True,
             vcs_ref=vcs_ref if template else "HEAD",
             quiet=True,
         )
