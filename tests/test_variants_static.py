@@ -7,7 +7,7 @@ tests/test_answers.py): 288 variants at the default python_version. Per variant:
   TOML/YAML parse;
 - options that are off leave no trace (files, lines, dependencies, compose services,
   settings), options that are on are there (files, settings, .env.example, compose
-  services, the CI's service variables), compose follows OPTIONS.md;
+  services, the CI's service variables), as README.md's option list says;
 - ruff check + format, mypy --strict (in one environment holding every variant's
   dependencies), hadolint, the compose-spec schema and the CI's schema.
 
@@ -278,7 +278,7 @@ def test_each_trace_rule_finds_its_option_when_it_is_on(
 
 
 def expected_files(variant: Variant) -> dict[str, bool]:
-    """Path -> whether it must exist, per OPTIONS.md."""
+    """Path -> whether it must exist, per README.md's option list."""
     pkg = "src/my_service"
     return {
         f"{pkg}/tasks/email.py": variant.use_email,
@@ -301,7 +301,7 @@ def expected_files(variant: Variant) -> dict[str, bool]:
 
 
 def expected_settings(variant: Variant) -> dict[str, bool]:
-    """Environment variable -> whether the variant has it (OPTIONS.md)."""
+    """Environment variable -> whether the variant has it (README.md's option list)."""
     v = variant
     rabbit, postgres = v.broker == "rabbitmq", v.result_backend == "postgresql"
     on: dict[str, bool] = {
