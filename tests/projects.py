@@ -10,7 +10,11 @@ Rendering is cheap (~0.2 s); `uv sync` in a rendered project is not. So:
   pytest run, shared by all xdist workers (a file lock in the run's common temporary
   folder; whichever worker comes first syncs, the others wait and reuse it). Commands run
   there concurrently, so they must not share caches: `ruff --no-cache`, mypy
-  `--cache-dir=/dev/null`, nested pytest `-p no:cacheprovider`.
+  `--cache-dir=/dev/null`, nested pytest `-p no:cacheprovider`. Nothing is locked in
+  advance: the sync resolves the newest releases, as a user's first one does, or with
+  `resolution=LOWEST_DIRECT` the lowest the bounds allow.
+- `run_suite()` runs a synced project's own pytest; `assert_suite_passes_against_services()`
+  asserts it passes with real services, its integration tests included.
 
 (xdist's `--dist loadgroup` would be the obvious way to keep a version on one worker, but
 with pytest 9.2 and pytest-xdist 3.8 it silently does not group: pytest-xdist#1386.)
