@@ -9,6 +9,7 @@
 - Under xdist (`-n 2`), the boot tests of one variant go to one worker as one unit, and so
   do the static tests of variants differing only in ci (see `pytest_xdist_make_scheduler`);
   the rest are spread test by test, as `--dist load` does. Boot tests are collected first.
+- `--shard NAME` runs one CI job's share of the suite (tests/shards.py).
 - A timing summary at the end: time per module, per booted variant, per static tool.
 """
 
@@ -31,8 +32,13 @@ if str(Path(__file__).parent) not in sys.path:
 from tests.matrix import SharedResults, VariantRenders
 from tests.projects import RenderedProjects, shared_temp_root
 from tests.rendering import TEMPLATE_ROOT
+from tests.shards import add_shard_option, deselect_other_shards
 from tests.updating import build_template_versions
 from tests.variants import BOOT_VARIANTS, boot_scope, static_scope
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_shard_option(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,10 +95,12 @@ def shared_results(variant_renders: VariantRenders) -> SharedResults:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Boot tests first, grouped by variant (a stable sort: within a variant, the order of
-    the file). They are the longest units of work: started first, they balance the
-    workers best; grouped, each variant's stack boots once."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Only the tests of `--shard` if given (a CI job's share, tests/shards.py). Boot tests
+    first, grouped by variant (a stable sort: within a variant, the order of the file).
+    They are the longest units of work: started first, they balance the workers best;
+    grouped, each variant's stack boots once."""
+    deselect_other_shards(config, items)
     order = {f"boot:{b.id}": i for i, b in enumerate(BOOT_VARIANTS)}
     items.sort(key=lambda item: order.get(boot_scope(item.nodeid) or "", len(order)))
 

@@ -42,6 +42,12 @@ def _interpreter_runs(name: str) -> bool:
     return result.returncode == 0
 
 
+# uv's --resolution: `highest` is what a user's first `uv sync` of a render gets (no lock
+# file is rendered); `lowest-direct` is the lowest version each dependency's bound allows.
+NEWEST = "highest"
+LOWEST_DIRECT = "lowest-direct"
+
+
 @dataclass(frozen=True)
 class RenderedProject:
     path: Path
@@ -59,14 +65,19 @@ class RenderedProject:
             ["uv", "run", "--frozen", "--no-sync", *args], self.path, env=env, timeout=timeout
         )
 
-    def sync(self) -> None:
+    def sync(self, resolution: str = NEWEST) -> None:
         """Create the project's own environment (lock + install, dev group included)."""
-        uv_sync(self.path)
+        uv_sync(self.path, resolution=resolution)
 
 
-def uv_sync(path: Path, timeout: float = 600) -> None:
-    """`uv sync` in a rendered project (its dev group included), raising with uv's output."""
-    result = run_in_project(["uv", "sync", "--quiet"], path, timeout=timeout)
+def uv_sync(path: Path, timeout: float = 600, resolution: str = NEWEST) -> None:
+    """`uv sync` in a rendered project (its dev group included), raising with uv's output.
+
+    The resolution is always named, so a UV_RESOLUTION of the caller's cannot change it.
+    """
+    result = run_in_project(
+        ["uv", "sync", "--quiet", "--resolution", resolution], path, timeout=timeout
+    )
     if result.returncode != 0:
         raise RuntimeError(f"uv sync failed in {path}:\n{result.stdout}\n{result.stderr}")
 

@@ -9,8 +9,6 @@ uses Redis, RabbitMQ and PostgreSQL, each naming a database or vhost made for th
 
 from __future__ import annotations
 
-import subprocess
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +16,16 @@ from pathlib import Path
 import pytest
 
 from tests.matrix import DEFAULT_PYTHON
-from tests.projects import PYTHON_VERSIONS, RenderedProjects
+from tests.projects import (
+    PYTHON_VERSIONS,
+    RenderedProjects,
+    assert_suite_passes_against_services,
+    report,
+    run_suite,
+)
 from tests.rendering import RenderedProject
 from tests.services import service_urls
 from tests.variants import BOOT_VARIANTS, Variant
-
-SUITE_TIMEOUT_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -42,50 +44,6 @@ SUITES = [
 ]
 
 pytestmark = pytest.mark.parametrize("suite", SUITES)
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    outcome: str  # passed | skipped | failed
-
-    @property
-    def integration(self) -> bool:
-        return ".integration." in f".{self.name}"
-
-
-def run_suite(
-    project: RenderedProject, junit: Path, env: dict[str, str] | None = None
-) -> tuple[subprocess.CompletedProcess[str], list[Case]]:
-    result = project.run(
-        "pytest",
-        "-p",
-        "no:copie",
-        "-p",
-        "no:cacheprovider",  # other workers may run in the same synced project
-        "-q",
-        "-rs",
-        f"--junit-xml={junit}",
-        env=env,
-        timeout=SUITE_TIMEOUT_SECONDS,
-    )
-    cases = []
-    if junit.exists():
-        for case in ET.parse(junit).iter("testcase"):
-            outcome = "passed"
-            if case.find("skipped") is not None:
-                outcome = "skipped"
-            elif case.find("failure") is not None or case.find("error") is not None:
-                outcome = "failed"
-            cases.append(Case(f"{case.get('classname')}.{case.get('name')}", outcome))
-    return result, cases
-
-
-def report(result: subprocess.CompletedProcess[str]) -> str:
-    return (
-        f"the rendered project's pytest exited {result.returncode}\n"
-        f"{result.stdout[-12000:]}\n{result.stderr[-4000:]}"
-    )
 
 
 @pytest.fixture
@@ -114,10 +72,4 @@ def test_suite_passes_without_services(project: RenderedProject, tmp_path: Path)
 def test_suite_passes_against_services(
     project: RenderedProject, services: dict[str, str], tmp_path: Path
 ) -> None:
-    result, cases = run_suite(project, tmp_path / "junit.xml", env=services)
-    if result.returncode != 0:
-        pytest.fail(f"with {services}: {report(result)}", pytrace=False)
-    integration = [c for c in cases if c.integration]
-    assert integration, "the rendered project has no integration tests\n" + report(result)
-    skipped = [c.name for c in integration if c.outcome == "skipped"]
-    assert not skipped, f"integration tests skipped with {services}: {skipped}"
+    assert_suite_passes_against_services(project, services, tmp_path / "junit.xml")
