@@ -827,6 +827,14 @@ def test_unknown_task_ids_are_404(stack: Stack, worker: ServiceProcess) -> None:
 
 
 @each()
+def test_a_method_a_path_lacks_is_405_naming_each_it_has(stack: Stack) -> None:
+    for method in ("OPTIONS", "PUT"):
+        response = stack.client.request(method, f"/api/task/{uuid.uuid4()}")
+        assert response.status_code == 405, response.text
+        assert response.headers["allow"] == "DELETE, GET", response.headers
+
+
+@each()
 def test_cancel_a_finished_task_is_409(stack: Stack, worker: ServiceProcess) -> None:
     task_id = stack.submit("/api/process", json={"data": {"done": True}})
     stack.expect_success(task_id)
@@ -1000,6 +1008,33 @@ def test_result_backend_down_api_starts_and_answers_503(stack: Stack) -> None:
                 assert response.json()["result_backend"] == "unreachable", response.text
             else:
                 assert response.json() == {"detail": "The result backend is unreachable"}
+
+
+@each(lambda v: v.result_backend == "postgresql")
+def test_missing_postgresql_database_is_a_named_cause(stack: Stack) -> None:
+    """Readiness names the missing database, in its body and once in the log, and shows
+    neither the URL's password nor the server's address."""
+    database, password = f"missing_{uuid.uuid4().hex[:12]}", f"pw-{uuid.uuid4().hex}"
+    url = stack.backends.result_backend_url
+    missing = re.sub(r"//([^@/]*)@", rf"//\1:{password}@", url).rsplit("/", 1)[0]
+    api, base_url = api_with_env(
+        stack, "api-missing-database", CELERY_RESULT_BACKEND=f"{missing}/{database}"
+    )
+    with api, httpx.Client(base_url=base_url, timeout=15) as client:
+        bodies = [client.get("/health/ready") for _ in range(3)]
+        log = api.log_text()
+    cause = f'result backend: database "{database}" does not exist'
+    for response in bodies:
+        assert response.status_code == 503, f"{response.text}\n{api.describe('API', 30)}"
+        assert response.json() == {
+            "status": "unavailable",
+            "broker": "ok",
+            "result_backend": "unreachable",
+            "detail": cause,
+        }, response.text
+    warning = f'Readiness: the result backend is unreachable: database "{database}" does not exist'
+    assert log.count(warning) == 1, api.describe("API", 30)  # when it appears, not per probe
+    assert password not in log and "127.0.0.1" not in bodies[0].text, bodies[0].text
 
 
 # --------------------------------------------------------------------------------------
