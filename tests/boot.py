@@ -8,7 +8,9 @@
 - `SmtpSink`: an SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message.
 - `WebhookReceiver`: an HTTP server on 127.0.0.1 that records every request.
 - `read_sse()`: the events of a server-sent-events stream, with an overall deadline;
-  `read_sse_in_background()` reads one in a thread, open before the caller goes on.
+  `read_sse_in_background()` reads one in a thread, open before the caller goes on;
+  `follow_like_event_source()` reconnects with Last-Event-ID, as a browser does.
+- `store_task_states()`: task states written through the service's own Celery backend.
 - `redis_databases()`: Redis database numbers claimed for one test run, flushed before/after.
 - `variant_backends(variant)`: a broker and a result backend of their own for one booted
   variant (Redis databases, a RabbitMQ vhost, a PostgreSQL database), with `ResultRecords`
@@ -596,21 +598,13 @@ class SseParser:
         return None
 
 
-def parse_sse_lines(lines: Iterator[str]) -> Iterator[SseEvent]:
-    """Events from the lines of a text/event-stream."""
-    parser = SseParser()
-    for line in lines:
-        event = parser.feed(line)
-        if event is not None:
-            yield event
-
-
 def read_sse(
     url: str,
     *,
     timeout: float,
     until: frozenset[str] = frozenset({"complete", "failure"}),
     on_open: Callable[[httpx.Response], None] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[httpx.Response, list[SseEvent]]:
     """Read a stream until an event named in `until` (inclusive) or the stream ends.
 
@@ -621,24 +615,63 @@ def read_sse(
     deadline = time.monotonic() + timeout
     events: list[SseEvent] = []
     client_timeout = httpx.Timeout(timeout, connect=5)
-    with httpx.stream("GET", url, timeout=client_timeout) as response:
+    parser = SseParser()
+    with httpx.stream("GET", url, timeout=client_timeout, headers=headers) as response:
         if on_open is not None:
             on_open(response)
         if response.status_code != 200:
             response.read()
             return response, events
         try:
-            for sse in parse_sse_lines(response.iter_lines()):
-                events.append(sse)
-                if sse.event in until:
-                    return response, events
-                if time.monotonic() > deadline:
+            for line in response.iter_lines():
+                sse = parser.feed(line)
+                if sse is not None:
+                    events.append(sse)
+                    if sse.event in until:
+                        return response, events
+                if time.monotonic() > deadline:  # checked at pings too
                     break
             else:
                 return response, events
         except httpx.ReadTimeout:
             pass
     raise SseTimeout(f"stream {url} not finished within {timeout} s", events)
+
+
+@dataclass(frozen=True)
+class SseConnection:
+    """One request of a stream's follower: the Last-Event-ID it sent and what it got."""
+
+    last_event_id: str | None
+    status: int
+    events: list[SseEvent]
+
+
+def follow_like_event_source(
+    url: str, *, timeout: float, max_connections: int, reconnect_delay: float = 0.2
+) -> list[SseConnection]:
+    """Follow a stream as a browser's EventSource does: read each answer to its end, wait
+    `reconnect_delay` (EventSource's default is about 3 s), connect again with the id of the
+    last event received as Last-Event-ID, and stop at the first answer that is not 200.
+
+    Raises SseTimeout past `timeout` seconds in all, AssertionError if the stream still
+    answers 200 after `max_connections` connections.
+    """
+    deadline = time.monotonic() + timeout
+    connections: list[SseConnection] = []
+    last_event_id: str | None = None
+    while len(connections) < max_connections:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SseTimeout(f"{url} still followed after {timeout} s: {connections}", [])
+        headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+        response, events = read_sse(url, timeout=remaining, until=frozenset(), headers=headers)
+        connections.append(SseConnection(last_event_id, response.status_code, events))
+        if response.status_code != 200:
+            return connections
+        last_event_id = next((e.id for e in reversed(events) if e.id), last_event_id)
+        time.sleep(reconnect_delay)
+    raise AssertionError(f"{url} answers 200 after {max_connections} connections: {connections}")
 
 
 # How long a stream may take to answer, and then to subscribe and make its first read.
@@ -669,6 +702,7 @@ def read_sse_in_background(
     *,
     timeout: float,
     until: frozenset[str] = frozenset({"complete", "failure"}),
+    headers: dict[str, str] | None = None,
 ) -> SseInBackground:
     """`read_sse()` in a thread of its own, for a stream that must be open before something
     happens. Returns once the stream is open and has settled."""
@@ -678,7 +712,13 @@ def read_sse_in_background(
     def read() -> None:
         try:
             outcome.set_result(
-                read_sse(url, timeout=timeout, until=until, on_open=lambda _: opened.set())
+                read_sse(
+                    url,
+                    timeout=timeout,
+                    until=until,
+                    on_open=lambda _: opened.set(),
+                    headers=headers,
+                )
             )
         except BaseException as exc:
             outcome.set_exception(exc)
@@ -787,11 +827,33 @@ def private_redis_server(
 # A variant's broker and result backend
 
 
+_STORE_STATES = """
+import json, sys
+from {package}.celery_app import celery_app
+for state, result in json.loads(sys.argv[2]):
+    celery_app.backend.store_result(sys.argv[1], result, state)
+"""
+
+
+def store_task_states(
+    project: RenderedProject, env: dict[str, str], task_id: str, states: list[tuple[str, Any]]
+) -> None:
+    """Store `(state, result)`s of a task, in order, as a worker does: through the service's
+    own Celery result backend (on Redis, a SET and a PUBLISH each), in a process of its own."""
+    script = _STORE_STATES.format(package=project.package_name)
+    done = project.run("python", "-c", script, task_id, json.dumps(states), env=env, timeout=60)
+    assert done.returncode == 0, f"storing {states} failed:\n{done.stdout}\n{done.stderr}"
+
+
 class ResultRecords:
     """What the result backend holds, seen from outside the service."""
 
     def snapshot(self) -> object:
         """Something equal before and after anything that must not store a record."""
+        raise NotImplementedError
+
+    def remove(self, task_id: str) -> None:
+        """Delete a task's record, as expiry does, without telling anyone."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -803,9 +865,22 @@ class RedisResultRecords(ResultRecords):
         import redis
 
         self.client = redis.Redis.from_url(url, socket_timeout=5)
+        self.db = int(self.client.connection_pool.connection_kwargs.get("db", 0))
 
     def snapshot(self) -> object:
         return set(self.client.scan_iter(count=1000))
+
+    def remove(self, task_id: str) -> None:
+        assert self.client.delete(f"celery-task-meta-{task_id}") == 1, task_id
+
+    def drop_result_channels(self) -> int:
+        """Close the API's pub/sub connections (named `result-channels-<pid>`) on this
+        database, as a network failure would; return how many there were."""
+        dropped = 0
+        for client in self.client.client_list():
+            if client["name"].startswith("result-channels-") and int(client["db"]) == self.db:
+                dropped += self.client.client_kill_filter(_id=client["id"])
+        return dropped
 
     def close(self) -> None:
         self.client.close()
@@ -861,6 +936,12 @@ class PostgresResultRecords(ResultRecords):
                 "(now() at time zone 'utc') - make_interval(days => %s))",
                 (task_id, age_days),
             )
+
+    def remove(self, task_id: str) -> None:
+        table = self.task_table()
+        with self._connect() as conn:
+            deleted = conn.execute(f'DELETE FROM "{table}" WHERE task_id = %s', (task_id,))
+            assert deleted.rowcount == 1, task_id
 
     def has(self, task_id: str) -> bool:
         table = self.task_table()

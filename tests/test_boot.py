@@ -37,14 +37,18 @@ import pytest
 from tests.boot import (
     Backends,
     PostgresResultRecords,
+    RedisResultRecords,
     ServiceProcess,
     SmtpSink,
+    SseEvent,
     WebhookReceiver,
     api_process,
     closed_port,
+    follow_like_event_source,
     free_port,
     read_sse,
     read_sse_in_background,
+    store_task_states,
     variant_backends,
     wait_for_task,
     worker_process,
@@ -504,25 +508,107 @@ def test_async_process(stack: Stack, worker: ServiceProcess) -> None:
     assert result["checksum"] == canonical_checksum(data), result
 
 
+def event_sequences(events: list[SseEvent]) -> list[int]:
+    """The sequence numbers of the events' ids (`<sequence>-<fingerprint>`)."""
+    assert all(e.id is not None and re.fullmatch(r"[0-9]+-[0-9a-f]{16}", e.id) for e in events), (
+        events
+    )
+    return [int(str(e.id).split("-")[0]) for e in events]
+
+
 @each(lambda v: v.use_sse)
-def test_report_stream_with_a_running_worker(stack: Stack, worker: ServiceProcess) -> None:
+def test_report_stream_followed_like_a_browser(stack: Stack, worker: ServiceProcess) -> None:
+    """An EventSource-like client gets the report's events once, then 204 when it reconnects
+    (with Last-Event-ID) after the end, and stops."""
     task_id = stack.submit("/api/report/8")
-    response, events = stack.stream(task_id, timeout=30)
-    assert response.status_code == 200, response.text
+    url = f"{stack.client.base_url}/api/task/{task_id}/stream"
+    connections = follow_like_event_source(url, timeout=30, max_connections=4)
+    assert [c.status for c in connections] == [200, 204], f"{connections}\n{stack.diagnostics()}"
+    events = connections[0].events
     assert [e.event for e in events[:-1]] == ["progress"] * (len(events) - 1), events
     assert events[-1].event == "complete", events
+    assert connections[1].last_event_id == events[-1].id, connections
+    assert connections[1].events == [], connections
+    assert event_sequences(events) == list(range(1, len(events) + 1)), events
     # The stream opens after the task may have started: early steps can be missed, but
     # what comes is in order and ends at the last step.
-    currents = [e.json()["current"] for e in events[:-1]]
+    progress = [e.json() for e in events[:-1]]
+    assert all(p["task_id"] == task_id for p in progress), progress
+    currents = [p["current"] for p in progress]
     assert currents == sorted(set(currents)) and currents[-1] == REPORT_STEPS, currents
-    assert {e.json()["total"] for e in events[:-1]} == {REPORT_STEPS}, events
+    assert {p["total"] for p in progress} == {REPORT_STEPS}, progress
     final = events[-1].json()
+    assert final["task_id"] == task_id, final
     assert final["status"] == "success" and final["result"]["user_id"] == 8, final
 
-    # The stream of a finished task is just its final event.
-    response, events = stack.stream(task_id, timeout=10)
+    # A late subscriber's first request gets the final event, once, then 204.
+    late = follow_like_event_source(url, timeout=10, max_connections=4)
+    assert [c.status for c in late] == [200, 204], late
+    assert [e.event for e in late[0].events] == ["complete"], late
+    assert event_sequences(late[0].events) == [1], late  # its own numbering
+    assert late[0].events[0].json() == final
+
+
+@each(lambda v: v.use_sse)
+def test_stream_reconnection_goes_on_after_the_last_event_id(stack: Stack) -> None:
+    """States written as a worker writes them (pushed through pub/sub on Redis, polled on
+    PostgreSQL): a reconnection with Last-Event-ID leaves out the state the client has and
+    numbers on."""
+    task_id = str(uuid.uuid4())
+    url = f"{stack.client.base_url}/api/task/{task_id}/stream"
+    store_task_states(stack.project, stack.env, task_id, [("PROGRESS", {"current": 1})])
+    _, [seen] = stack.stream(task_id, timeout=10, until=frozenset({"progress"}))
+    assert seen.json() == {"current": 1, "task_id": task_id}, seen
+    assert event_sequences([seen]) == [1], seen
+
+    # Reconnected while the state is still the one the client has: nothing until it changes.
+    stream = read_sse_in_background(
+        url, timeout=30, until=frozenset({"progress"}), headers={"Last-Event-ID": str(seen.id)}
+    )
+    store_task_states(stack.project, stack.env, task_id, [("PROGRESS", {"current": 2})])
+    _, events = stream.result(30, stack.diagnostics)
+    assert [(e.event, e.json()) for e in events] == [
+        ("progress", {"current": 2, "task_id": task_id})
+    ], events
+    assert event_sequences(events) == [2], events
+
+    store_task_states(stack.project, stack.env, task_id, [("SUCCESS", {"done": True})])
+    # A new client gets the final event, then 204.
+    connections = follow_like_event_source(url, timeout=30, max_connections=4)
+    assert [c.status for c in connections] == [200, 204], connections
+    # Ours missed the final state: it gets it, numbered after its last event, then 204.
+    response, events = read_sse(url, timeout=10, headers={"Last-Event-ID": str(events[0].id)})
+    assert response.status_code == 200, response.text
     assert [e.event for e in events] == ["complete"], events
-    assert events[0].json() == final
+    assert event_sequences(events) == [3], events
+    assert events[0].json()["result"] == {"done": True}, events
+    reconnected = stack.client.get(url, headers={"Last-Event-ID": str(events[0].id)})
+    assert reconnected.status_code == 204 and reconnected.content == b"", reconnected.text
+
+
+@each(lambda v: v.use_sse)
+def test_stream_of_a_task_whose_record_vanishes_ends_with_lost(stack: Stack) -> None:
+    """Not `error`, which EventSource's own connection errors are named."""
+    task_id = str(uuid.uuid4())
+    store_task_states(stack.project, stack.env, task_id, [("PROGRESS", {"current": 1})])
+    stream = read_sse_in_background(
+        f"{stack.client.base_url}/api/task/{task_id}/stream",
+        timeout=30,
+        until=frozenset({"lost", "complete", "failure"}),
+    )
+    stack.backends.results.remove(task_id)
+    if isinstance(stack.backends.results, RedisResultRecords):
+        # Nothing is published when a key goes: the API reads the state again when its
+        # pub/sub connection comes back.
+        assert stack.backends.results.drop_result_channels() == 1
+    _, events = stream.result(30, stack.diagnostics)
+    detail = f"Task {task_id} is no longer known: its record expired or was lost"
+    assert [(e.event, e.json()) for e in events] == [
+        ("progress", {"current": 1, "task_id": task_id}),
+        ("lost", {"task_id": task_id, "detail": detail}),
+    ], events
+    # Without an id: a reconnection goes on after the last state the client received.
+    assert events[0].id is not None and events[1].id is None, events
 
 
 @each()
@@ -744,6 +830,14 @@ def test_unknown_task_ids_are_404(stack: Stack, worker: ServiceProcess) -> None:
 
 
 @each()
+def test_a_method_a_path_lacks_is_405_naming_each_it_has(stack: Stack) -> None:
+    for method in ("OPTIONS", "PUT"):
+        response = stack.client.request(method, f"/api/task/{uuid.uuid4()}")
+        assert response.status_code == 405, response.text
+        assert response.headers["allow"] == "DELETE, GET", response.headers
+
+
+@each()
 def test_cancel_a_finished_task_is_409(stack: Stack, worker: ServiceProcess) -> None:
     task_id = stack.submit("/api/process", json={"data": {"done": True}})
     stack.expect_success(task_id)
@@ -917,6 +1011,33 @@ def test_result_backend_down_api_starts_and_answers_503(stack: Stack) -> None:
                 assert response.json()["result_backend"] == "unreachable", response.text
             else:
                 assert response.json() == {"detail": "The result backend is unreachable"}
+
+
+@each(lambda v: v.result_backend == "postgresql")
+def test_missing_postgresql_database_is_a_named_cause(stack: Stack) -> None:
+    """Readiness names the missing database, in its body and once in the log, and shows
+    neither the URL's password nor the server's address."""
+    database, password = f"missing_{uuid.uuid4().hex[:12]}", f"pw-{uuid.uuid4().hex}"
+    url = stack.backends.result_backend_url
+    missing = re.sub(r"//([^@/]*)@", rf"//\1:{password}@", url).rsplit("/", 1)[0]
+    api, base_url = api_with_env(
+        stack, "api-missing-database", CELERY_RESULT_BACKEND=f"{missing}/{database}"
+    )
+    with api, httpx.Client(base_url=base_url, timeout=15) as client:
+        bodies = [client.get("/health/ready") for _ in range(3)]
+        log = api.log_text()
+    cause = f'result backend: database "{database}" does not exist'
+    for response in bodies:
+        assert response.status_code == 503, f"{response.text}\n{api.describe('API', 30)}"
+        assert response.json() == {
+            "status": "unavailable",
+            "broker": "ok",
+            "result_backend": "unreachable",
+            "detail": cause,
+        }, response.text
+    warning = f'Readiness: the result backend is unreachable: database "{database}" does not exist'
+    assert log.count(warning) == 1, api.describe("API", 30)  # when it appears, not per probe
+    assert password not in log and "127.0.0.1" not in bodies[0].text, bodies[0].text
 
 
 # --------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
         report_stream = read_sse_in_background(
             f"http://127.0.0.1:{api_port}/api/task/{report_id}/stream",
             timeout=2 * TASK_TIMEOUT,
-            until=frozenset({"complete", "failure", "error"}),
+            until=frozenset({"complete", "failure", "lost"}),
         )
 
         first_redis.close()  # Redis stops, the report still running
@@ -110,7 +110,7 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
         assert worker.running, f"the worker exited after the outage\n{diagnostics()}"
 
         # The report's stream rode out the outage and ends with a final event, never silently:
-        # the report's result, or an error if its record went with the old Redis. It may also
+        # the report's result, or `lost` if its record went with the old Redis. It may also
         # still follow the report: cancelled on the lost connection, the report is recorded as
         # a retry (run after default_retry_delay) once the worker reaches the new Redis.
         report_now = client.get(f"/api/task/{report_id}")
@@ -118,12 +118,12 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
         if report_stream.outcome.done() or not unfinished:
             _, events = report_stream.result(TASK_TIMEOUT, diagnostics)
             final = events[-1] if events else None
-            assert final is not None and final.event in {"complete", "failure", "error"}, (
+            assert final is not None and final.event in {"complete", "failure", "lost"}, (
                 f"{events}\n{report_now.text}\n{diagnostics()}"
             )
-            if final.event == "error":
+            if final.event == "lost":
                 detail = f"Task {report_id} is no longer known: its record expired or was lost"
-                assert json.loads(final.data) == {"detail": detail}
+                assert json.loads(final.data) == {"task_id": report_id, "detail": detail}
         log = api.log_text()
         assert log.count("Result channel connection lost") == 1, diagnostics()
         assert "Result channel reconnected" in log, diagnostics()

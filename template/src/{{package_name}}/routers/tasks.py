@@ -9,6 +9,7 @@ from kombu.exceptions import OperationalError
 from ..celery_app import celery_app
 from ..dependencies import Store, Submitter
 from ..models import LogAccepted, TaskAccepted, TaskRequest, TaskStatusResponse
+from ..responses import JSON_BODY_ERRORS
 from ..results import ResultStore, TaskState
 from ..submit import ServiceUnavailableError, backend_errors_as_unavailable
 from ..task_status import status_body
@@ -49,13 +50,13 @@ def log_request(data: dict[str, Any]) -> None:
     logger.info("Request logged: %d field(s): %s", len(data), sorted(data))
 
 
-@router.post("/process", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/process", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
 async def submit_process(request: TaskRequest, submitter: Submitter) -> TaskAccepted:
     task_id = await submitter.submit(process_data.s(request.data))
     return queued(task_id, "Processing")
 
 
-@router.post("/async-process", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/async-process", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
 async def submit_async_process(request: TaskRequest, submitter: Submitter) -> TaskAccepted:
     task_id = await submitter.submit(async_process_data.s(request.data))
     return queued(task_id, "Async processing")
@@ -67,7 +68,7 @@ async def submit_report(user_id: Annotated[int, Path(ge=1)], submitter: Submitte
     return queued(task_id, "Report")
 
 
-@router.post("/combined", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/combined", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
 async def submit_combined(
     request: TaskRequest, background_tasks: BackgroundTasks, submitter: Submitter
 ) -> TaskAccepted:
@@ -77,7 +78,7 @@ async def submit_combined(
     return queued(task_id, "Processing")
 
 
-@router.post("/workflow", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/workflow", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
 async def submit_workflow(request: TaskRequest, submitter: Submitter) -> TaskAccepted:
     """Validate, transform and summarise, chained: the returned id is the final step's."""
     workflow = chain(validate_payload.s(request.data), transform_payload.s(), summarize_payload.s())
@@ -85,7 +86,7 @@ async def submit_workflow(request: TaskRequest, submitter: Submitter) -> TaskAcc
     return queued(task_id, "Workflow")
 
 
-@router.post("/quick-log", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/quick-log", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
 async def quick_log(request: TaskRequest, background_tasks: BackgroundTasks) -> LogAccepted:
     """Work too small for Celery runs in this process, after the response is sent."""
     background_tasks.add_task(log_request, request.data)
