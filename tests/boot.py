@@ -3,7 +3,10 @@
 - `free_port()` / `closed_port()`: a TCP port on 127.0.0.1 that is free / that refuses.
 - `ServiceProcess`: a command of a rendered project (`uv run --frozen --no-sync ...`) run in
   its own process group, logged to a file, waited on until ready, stopped on exit;
-  `api_process()` and `worker_process()` make the service's API and Celery worker.
+  `api_process()` and `worker_process()` make the service's API and Celery worker;
+  `run_to_exit()` runs a command that must refuse to start.
+- `BOOT_API_KEY` / `api_headers(variant)`: the API key booted services accept, and the
+  headers that send it (none with api_auth=none).
 - `wait_for_task()`: poll a task's status until it is one of some states.
 - `SmtpSink`: an SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message.
 - `WebhookReceiver`: an HTTP server on 127.0.0.1 that records every request.
@@ -49,8 +52,18 @@ from tests.services import (
     rabbitmq_vhost,
     require_service,
 )
+from tests.variants import Variant
 
 T = TypeVar("T")
+
+# The key the booted services of api_auth=api_key variants accept (their API_KEYS).
+BOOT_API_KEY = "boot-test-api-key-0123456789abcdef"
+
+
+def api_headers(variant: Variant) -> dict[str, str]:
+    """The headers a client of the variant's API sends: its key, if the variant has keys."""
+    return {"Authorization": f"Bearer {BOOT_API_KEY}"} if variant.has_api_key else {}
+
 
 LOG_TAIL_LINES = 60
 
@@ -248,6 +261,40 @@ class ServiceProcess:
             f" -----\n{self.log_tail(lines)}\n"
             f"----- end of {self.name} -----"
         )
+
+
+@dataclass(frozen=True)
+class Exited:
+    returncode: int
+    output: str
+
+
+def run_to_exit(
+    project: RenderedProject, args: list[str], *, env: dict[str, str], timeout: float
+) -> Exited:
+    """Run `uv run --frozen --no-sync *args` in the project, for a command that must exit by
+    itself (one that refuses to start) within `timeout` seconds: else its process group is
+    killed and AssertionError raised. Output is stdout and stderr together."""
+    process = subprocess.Popen(
+        ["uv", "run", "--frozen", "--no-sync", *args],
+        cwd=project.path,
+        env=project_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate(timeout=10)
+        raise AssertionError(
+            f"`{' '.join(args)}` still running after {timeout} s:\n{output[-3000:]}"
+        ) from None
+    return Exited(process.returncode, output)
 
 
 def api_process(
@@ -611,6 +658,7 @@ def read_sse(
     timeout: float,
     until: frozenset[str] = frozenset({"complete", "failure"}),
     on_open: Callable[[httpx.Response], None] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[httpx.Response, list[SseEvent]]:
     """Read a stream until an event named in `until` (inclusive) or the stream ends.
 
@@ -621,7 +669,7 @@ def read_sse(
     deadline = time.monotonic() + timeout
     events: list[SseEvent] = []
     client_timeout = httpx.Timeout(timeout, connect=5)
-    with httpx.stream("GET", url, timeout=client_timeout) as response:
+    with httpx.stream("GET", url, timeout=client_timeout, headers=headers) as response:
         if on_open is not None:
             on_open(response)
         if response.status_code != 200:
@@ -669,6 +717,7 @@ def read_sse_in_background(
     *,
     timeout: float,
     until: frozenset[str] = frozenset({"complete", "failure"}),
+    headers: dict[str, str] | None = None,
 ) -> SseInBackground:
     """`read_sse()` in a thread of its own, for a stream that must be open before something
     happens. Returns once the stream is open and has settled."""
@@ -678,7 +727,13 @@ def read_sse_in_background(
     def read() -> None:
         try:
             outcome.set_result(
-                read_sse(url, timeout=timeout, until=until, on_open=lambda _: opened.set())
+                read_sse(
+                    url,
+                    timeout=timeout,
+                    until=until,
+                    on_open=lambda _: opened.set(),
+                    headers=headers,
+                )
             )
         except BaseException as exc:
             outcome.set_exception(exc)
