@@ -299,9 +299,7 @@ def expected_files(variant: Variant) -> dict[str, bool]:
         f"{pkg}/tasks/periodic.py": variant.use_beat,
         f"{pkg}/auth.py": variant.has_api_key,
         f"{pkg}/stream_tokens.py": variant.has_api_key and variant.use_sse,
-        f"{pkg}/secret_rules.py": (
-            variant.has_api_key or variant.use_webhooks or variant.use_flower
-        ),
+        f"{pkg}/secret_rules.py": True,
         f"{pkg}/json_only.py": True,
         "flowerconfig.py": variant.use_flower,
         ".github/workflows/ci.yml": variant.ci == "github",

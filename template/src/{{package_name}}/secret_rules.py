@@ -2,6 +2,7 @@
 so that no copied example file starts a service whose secrets anyone could guess."""
 
 import re
+from urllib.parse import unquote, urlsplit
 
 HOW_TO_MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
@@ -38,3 +39,17 @@ def secret_problem(value: str, *, min_length: int = 1) -> str | None:
     if len(value) < min_length:
         return f"must be at least {min_length} characters; make one with: {HOW_TO_MAKE_ONE}"
     return None
+
+
+# Hosts of this machine, where local development may use guest/guest or postgres/postgres.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def url_password_problem(url: str) -> str | None:
+    """Why the password in a connection URL cannot serve, or None: a URL to another host
+    than this machine (a Compose service, a server) must not carry a placeholder."""
+    parts = urlsplit(url)
+    if parts.password is None or parts.hostname in LOCAL_HOSTS:
+        return None
+    problem = secret_problem(unquote(parts.password))
+    return None if problem is None else f"has a password that {problem}"
