@@ -41,7 +41,7 @@ def secret_problem(value: str, *, min_length: int = 1) -> str | None:
     return None
 
 
-# Hosts of this machine, where local development may use guest/guest or postgres/postgres.
+# Hosts of this machine, where local development may use the default accounts of servers.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
