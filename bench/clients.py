@@ -18,6 +18,10 @@ import httpx
 
 from tests.boot import SseParser
 
+# The rendered service's API key (its API_KEYS), sent by every client: the usual app ignores it.
+API_KEY = "benchmark-api-key-0123456789abcdef"
+AUTHORIZATION = {"Authorization": f"Bearer {API_KEY}"}
+
 # --------------------------------------------------------------------------------------
 # wrk
 
@@ -32,6 +36,7 @@ def wrk_post_script(folder: Path, body: dict[str, Any]) -> Path:
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(json.dumps(body))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {API_KEY}"\n'
     )
     return script
 
@@ -41,6 +46,7 @@ def wrk_status_script(folder: Path, task_ids: list[str]) -> Path:
     script = folder / "status.lua"
     ids = ", ".join(json.dumps(i) for i in task_ids)
     script.write_text(
+        f'wrk.headers["Authorization"] = "Bearer {API_KEY}"\n'
         f"local ids = {{{ids}}}\n"
         "local i = 0\n"
         "request = function()\n"
@@ -278,6 +284,7 @@ async def read_stream(
     port = parsed.port or 80
     request = (
         f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{port}\r\n"
+        f"Authorization: Bearer {API_KEY}\r\n"
         "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
     ).encode()
     loop = asyncio.get_running_loop()

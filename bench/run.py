@@ -340,7 +340,9 @@ async def fanout_run(
     profile, base = stack.profile, stack.bases[label]
     stack.stop_worker()
     task_ids = [
-        await clients.submit(client, f"{base}/api/report/{i + 1}")
+        await clients.submit(
+            client, f"{base}/api/report/{i + 1}", headers={"Content-Type": "application/json"}
+        )
         for i in range(profile.fanout_tasks)
     ]
     task_seconds = profile.report_steps * profile.step_delay
@@ -474,7 +476,7 @@ async def http_load(
     base = stack.bases[label]
     url = f"{base}/" if kind != "enqueue" else f"{base}/api/process"
     script = {"root": None, "enqueue": scripts["enqueue"], "status": scripts["status"]}[kind]
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, headers=clients.AUTHORIZATION) as client:
         (await client.get(f"{base}/__bench__/lag?reset")).raise_for_status()
         before = stack.redis.command_counts()
         api_cpu = service_cpu(stack.apis[label])
@@ -586,6 +588,7 @@ async def run_stack(stack: Stack, results: dict[str, Any]) -> None:
     profile = stack.profile
     figures: dict[str, Any] = results["figures"]
     async with httpx.AsyncClient(
+        headers=clients.AUTHORIZATION,
         timeout=httpx.Timeout(60, connect=10),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
     ) as client:
@@ -713,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
                 "CELERY_BROKER_URL": redis_conf.url(redis_conf.broker_db),
                 "CELERY_RESULT_BACKEND": redis_conf.url(redis_conf.results_db),
                 "WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "API_KEYS": clients.API_KEY,
                 "REPORT_STEPS": str(profile.report_steps),
                 "REPORT_STEP_DELAY_SECONDS": str(profile.step_delay),
                 "BENCH_PACKAGE": project.package_name,

@@ -3,7 +3,10 @@
 - `free_port()` / `closed_port()`: a TCP port on 127.0.0.1 that is free / that refuses.
 - `ServiceProcess`: a command of a rendered project (`uv run --frozen --no-sync ...`) run in
   its own process group, logged to a file, waited on until ready, stopped on exit;
-  `api_process()` and `worker_process()` make the service's API and Celery worker.
+  `api_process()` and `worker_process()` make the service's API and Celery worker;
+  `run_to_exit()` runs a command that must refuse to start.
+- `BOOT_API_KEY` / `api_headers(variant)`: the API key booted services accept, and the
+  headers that send it (none with api_auth=none).
 - `wait_for_task()`: poll a task's status until it is one of some states.
 - `SmtpSink`: an SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message.
 - `WebhookReceiver`: an HTTP server on 127.0.0.1 that records every request.
@@ -51,8 +54,18 @@ from tests.services import (
     rabbitmq_vhost,
     require_service,
 )
+from tests.variants import Variant
 
 T = TypeVar("T")
+
+# The key the booted services of api_auth=api_key variants accept (their API_KEYS).
+BOOT_API_KEY = "boot-test-api-key-0123456789abcdef"
+
+
+def api_headers(variant: Variant) -> dict[str, str]:
+    """The headers a client of the variant's API sends: its key, if the variant has keys."""
+    return {"Authorization": f"Bearer {BOOT_API_KEY}"} if variant.has_api_key else {}
+
 
 LOG_TAIL_LINES = 60
 
@@ -250,6 +263,40 @@ class ServiceProcess:
             f" -----\n{self.log_tail(lines)}\n"
             f"----- end of {self.name} -----"
         )
+
+
+@dataclass(frozen=True)
+class Exited:
+    returncode: int
+    output: str
+
+
+def run_to_exit(
+    project: RenderedProject, args: list[str], *, env: dict[str, str], timeout: float
+) -> Exited:
+    """Run `uv run --frozen --no-sync *args` in the project, for a command that must exit by
+    itself (one that refuses to start) within `timeout` seconds: else its process group is
+    killed and AssertionError raised. Output is stdout and stderr together."""
+    process = subprocess.Popen(
+        ["uv", "run", "--frozen", "--no-sync", *args],
+        cwd=project.path,
+        env=project_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate(timeout=10)
+        raise AssertionError(
+            f"`{' '.join(args)}` still running after {timeout} s:\n{output[-3000:]}"
+        ) from None
+    return Exited(process.returncode, output)
 
 
 def api_process(
@@ -648,11 +695,17 @@ class SseConnection:
 
 
 def follow_like_event_source(
-    url: str, *, timeout: float, max_connections: int, reconnect_delay: float = 0.2
+    url: str,
+    *,
+    timeout: float,
+    max_connections: int,
+    reconnect_delay: float = 0.2,
+    headers: dict[str, str] | None = None,
 ) -> list[SseConnection]:
     """Follow a stream as a browser's EventSource does: read each answer to its end, wait
     `reconnect_delay` (EventSource's default is about 3 s), connect again with the id of the
     last event received as Last-Event-ID, and stop at the first answer that is not 200.
+    `headers` go with every request (a key; EventSource itself sends none).
 
     Raises SseTimeout past `timeout` seconds in all, AssertionError if the stream still
     answers 200 after `max_connections` connections.
@@ -664,8 +717,10 @@ def follow_like_event_source(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise SseTimeout(f"{url} still followed after {timeout} s: {connections}", [])
-        headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
-        response, events = read_sse(url, timeout=remaining, until=frozenset(), headers=headers)
+        sent = dict(headers or {})
+        if last_event_id is not None:
+            sent["Last-Event-ID"] = last_event_id
+        response, events = read_sse(url, timeout=remaining, until=frozenset(), headers=sent)
         connections.append(SseConnection(last_event_id, response.status_code, events))
         if response.status_code != 200:
             return connections

@@ -35,6 +35,7 @@ import httpx
 import pytest
 
 from tests.boot import (
+    BOOT_API_KEY,
     Backends,
     PostgresResultRecords,
     RedisResultRecords,
@@ -42,12 +43,14 @@ from tests.boot import (
     SmtpSink,
     SseEvent,
     WebhookReceiver,
+    api_headers,
     api_process,
     closed_port,
     follow_like_event_source,
     free_port,
     read_sse,
     read_sse_in_background,
+    run_to_exit,
     store_task_states,
     variant_backends,
     wait_for_task,
@@ -70,13 +73,17 @@ pytestmark = pytest.mark.boot
 REPORT_STEPS = 20
 REPORT_STEP_DELAY_SECONDS = 0.1  # a report runs 2 s: long enough to be cancelled mid-way
 MAX_BODY_BYTES = 1024
-FLOWER_USER, FLOWER_PASSWORD = "admin", "secret"
+FLOWER_USER, FLOWER_PASSWORD = "admin", "flower-boot-password-0123456789"
 TASK_TIMEOUT = 30.0
 CONCURRENT_SUBMITS, CONCURRENT_CLIENTS = 200, 32
 # Status polls: routine access-log lines, left out of the API's log tail in failure reports.
 STATUS_POLL_LINE = r'"GET /api/task/[^/ ]+ HTTP/1\.1" 200'
 
 FINAL_STATUSES = frozenset({"success", "failure", "revoked"})
+# Every POST declares JSON, one without a body too (else 415).
+JSON_CONTENT, TEXT_PLAIN = {"Content-Type": "application/json"}, {"Content-Type": "text/plain"}
+# The origin whose pages may call the booted APIs (CORS_ALLOW_ORIGINS), and one that may not.
+ALLOWED_ORIGIN, FOREIGN_ORIGIN = "https://app.example.com", "https://elsewhere.example.net"
 
 
 def each(applies: Callable[[Variant], bool] = lambda _: True) -> pytest.MarkDecorator:
@@ -110,6 +117,11 @@ class Stack:
     def package(self) -> str:
         return self.project.package_name
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every client of the API sends: the API key, if the variant has keys."""
+        return api_headers(self.variant)
+
     def diagnostics(self) -> str:
         parts = [self.api.describe("API", 30)]
         for process, lines in ((self.worker, 40), (self.beat, 20)):
@@ -129,7 +141,9 @@ class Stack:
 
     def submit(self, path: str, client: httpx.Client | None = None, **kwargs: Any) -> str:
         """POST a task (through `client`, else the stack's); check the 202 body; return the
-        task id."""
+        task id. A POST without a body declares JSON all the same."""
+        if not {"json", "content", "data", "files"} & set(kwargs):
+            kwargs["headers"] = {**JSON_CONTENT, **kwargs.get("headers", {})}
         body = self.expect((client or self.client).post(path, **kwargs), 202)
         assert body["status"] == "queued", body
         assert isinstance(body["message"], str) and body["message"], body
@@ -162,7 +176,10 @@ class Stack:
 
     def stream(self, task_id: str, timeout: float, **kwargs: Any) -> Any:
         return read_sse(
-            f"{self.client.base_url}/api/task/{task_id}/stream", timeout=timeout, **kwargs
+            f"{self.client.base_url}/api/task/{task_id}/stream",
+            timeout=timeout,
+            headers=self.headers,
+            **kwargs,
         )
 
 
@@ -203,8 +220,11 @@ def stack_env(variant: Variant, backends: Backends, smtp: SmtpSink | None) -> di
         "REPORT_STEPS": str(REPORT_STEPS),
         "REPORT_STEP_DELAY_SECONDS": str(REPORT_STEP_DELAY_SECONDS),
         "MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "CORS_ALLOW_ORIGINS": ALLOWED_ORIGIN,
         "PYTHONUNBUFFERED": "1",
     }
+    if variant.has_api_key:
+        env["API_KEYS"] = f"another-boot-test-key-0123456789,{BOOT_API_KEY}"
     if variant.use_sse:
         env |= {"SSE_PING_SECONDS": "1", "RESULT_POLL_INTERVAL_SECONDS": "0.05"}
     if smtp is not None:
@@ -288,7 +308,9 @@ def stack(
             )
             parts.enter_context(flower)
         client = parts.enter_context(
-            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10)
+            httpx.Client(
+                base_url=f"http://127.0.0.1:{api_port}", timeout=10, headers=api_headers(variant)
+            )
         )
         yield Stack(
             variant=variant,
@@ -370,7 +392,7 @@ def test_task_reads_queued_until_a_worker_runs_it_and_streams_every_step(
 
     # The stream subscribes before the worker exists.
     stream = read_sse_in_background(
-        f"{stack.client.base_url}/api/task/{task_id}/stream", timeout=60
+        f"{stack.client.base_url}/api/task/{task_id}/stream", timeout=60, headers=stack.headers
     )
     request.getfixturevalue("worker")
 
@@ -522,7 +544,9 @@ def test_report_stream_followed_like_a_browser(stack: Stack, worker: ServiceProc
     (with Last-Event-ID) after the end, and stops."""
     task_id = stack.submit("/api/report/8")
     url = f"{stack.client.base_url}/api/task/{task_id}/stream"
-    connections = follow_like_event_source(url, timeout=30, max_connections=4)
+    connections = follow_like_event_source(
+        url, timeout=30, max_connections=4, headers=stack.headers
+    )
     assert [c.status for c in connections] == [200, 204], f"{connections}\n{stack.diagnostics()}"
     events = connections[0].events
     assert [e.event for e in events[:-1]] == ["progress"] * (len(events) - 1), events
@@ -542,7 +566,7 @@ def test_report_stream_followed_like_a_browser(stack: Stack, worker: ServiceProc
     assert final["status"] == "success" and final["result"]["user_id"] == 8, final
 
     # A late subscriber's first request gets the final event, once, then 204.
-    late = follow_like_event_source(url, timeout=10, max_connections=4)
+    late = follow_like_event_source(url, timeout=10, max_connections=4, headers=stack.headers)
     assert [c.status for c in late] == [200, 204], late
     assert [e.event for e in late[0].events] == ["complete"], late
     assert event_sequences(late[0].events) == [1], late  # its own numbering
@@ -563,7 +587,10 @@ def test_stream_reconnection_goes_on_after_the_last_event_id(stack: Stack) -> No
 
     # Reconnected while the state is still the one the client has: nothing until it changes.
     stream = read_sse_in_background(
-        url, timeout=30, until=frozenset({"progress"}), headers={"Last-Event-ID": str(seen.id)}
+        url,
+        timeout=30,
+        until=frozenset({"progress"}),
+        headers={**stack.headers, "Last-Event-ID": str(seen.id)},
     )
     store_task_states(stack.project, stack.env, task_id, [("PROGRESS", {"current": 2})])
     _, events = stream.result(30, stack.diagnostics)
@@ -574,10 +601,14 @@ def test_stream_reconnection_goes_on_after_the_last_event_id(stack: Stack) -> No
 
     store_task_states(stack.project, stack.env, task_id, [("SUCCESS", {"done": True})])
     # A new client gets the final event, then 204.
-    connections = follow_like_event_source(url, timeout=30, max_connections=4)
+    connections = follow_like_event_source(
+        url, timeout=30, max_connections=4, headers=stack.headers
+    )
     assert [c.status for c in connections] == [200, 204], connections
     # Ours missed the final state: it gets it, numbered after its last event, then 204.
-    response, events = read_sse(url, timeout=10, headers={"Last-Event-ID": str(events[0].id)})
+    response, events = read_sse(
+        url, timeout=10, headers={**stack.headers, "Last-Event-ID": str(events[0].id)}
+    )
     assert response.status_code == 200, response.text
     assert [e.event for e in events] == ["complete"], events
     assert event_sequences(events) == [3], events
@@ -595,6 +626,7 @@ def test_stream_of_a_task_whose_record_vanishes_ends_with_lost(stack: Stack) -> 
         f"{stack.client.base_url}/api/task/{task_id}/stream",
         timeout=30,
         until=frozenset({"lost", "complete", "failure"}),
+        headers=stack.headers,
     )
     stack.backends.results.remove(task_id)
     if isinstance(stack.backends.results, RedisResultRecords):
@@ -866,8 +898,8 @@ BAD_INPUT: list[tuple[str, tuple[str, str, dict[str, Any]], Callable[[Variant], 
     ),
     ("wrong-type", ("POST", "/api/process", {"json": {"data": "not an object"}}), _always),
     ("missing-field", ("POST", "/api/process", {"json": {"other": {}}}), _always),
-    ("user-id-not-int", ("POST", "/api/report/abc", {}), _always),
-    ("user-id-below-1", ("POST", "/api/report/0", {}), _always),
+    ("user-id-not-int", ("POST", "/api/report/abc", {"headers": JSON_CONTENT}), _always),
+    ("user-id-below-1", ("POST", "/api/report/0", {"headers": JSON_CONTENT}), _always),
     (
         "bad-email",
         ("POST", "/api/email", {"json": {"to": "not-an-email", "subject": "s", "body": "b"}}),
@@ -930,6 +962,239 @@ def test_streamed_body_over_limit_is_413(stack: Stack) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Strangers: API keys, stream tokens, CORS, JSON-only POSTs, secrets that must be real
+
+
+def _api_requests(variant: Variant, task_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """A request to each /api/ endpoint of the variant, well-formed but for credentials."""
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/api/process", {"json": {"data": {"x": 1}}}),
+        ("POST", "/api/async-process", {"json": {"data": {"x": 1}}}),
+        ("POST", "/api/report/1", {"headers": JSON_CONTENT}),
+        ("POST", "/api/combined", {"json": {"data": {"x": 1}}}),
+        ("POST", "/api/workflow", {"json": {"data": {"x": 1}}}),
+        ("POST", "/api/quick-log", {"json": {"data": {"x": 1}}}),
+        ("GET", f"/api/task/{task_id}", {}),
+        ("DELETE", f"/api/task/{task_id}", {}),
+    ]
+    if variant.use_email:
+        email = {"to": "a@example.com", "subject": "s", "body": "b"}
+        requests.append(("POST", "/api/email", {"json": email}))
+    if variant.use_webhooks:
+        webhook = {"params": {"webhook_url": "http://example.com/hook"}, "json": {"data": {}}}
+        requests.append(("POST", "/api/task-with-webhook", webhook))
+    if variant.use_sse:
+        requests.append(("GET", f"/api/task/{task_id}/stream", {}))
+    return requests
+
+
+@each(lambda v: v.has_api_key)
+def test_api_without_a_valid_key_is_401_and_changes_nothing(
+    stack: Stack, worker: ServiceProcess
+) -> None:
+    """No key, a wrong one, a key under another scheme: 401 with WWW-Authenticate: Bearer on
+    every /api/ endpoint, nothing queued, read or cancelled. Health stays open, and every key
+    of API_KEYS opens the API."""
+    task_id = stack.submit("/api/process", json={"data": {"kept": True}})
+    stack.expect_success(task_id)
+    credentials = {
+        "none": {},
+        "wrong key": {"Authorization": "Bearer wrong-key-0123456789abcdef"},
+        "key with a suffix": {"Authorization": f"Bearer {BOOT_API_KEY}x"},
+        "key without scheme": {"Authorization": BOOT_API_KEY},
+        "basic scheme": {"Authorization": f"Basic {BOOT_API_KEY}"},
+    }
+    records_before = stack.backends.results.snapshot()
+    failures = []
+    with httpx.Client(base_url=stack.client.base_url, timeout=10) as stranger:
+        for name, headers in credentials.items():
+            for method, path, kwargs in _api_requests(stack.variant, task_id):
+                sent = {**kwargs.get("headers", {}), **headers}
+                response = stranger.request(method, path, **{**kwargs, "headers": sent})
+                if response.status_code != 401:
+                    failures.append(f"{name}: {method} {path} -> {response.status_code}")
+                elif response.headers.get("www-authenticate") != "Bearer":
+                    failures.append(f"{name}: {method} {path}: {response.headers}")
+        assert not failures, "\n".join(failures) + "\n" + stack.diagnostics()
+        assert stack.backends.results.snapshot() == records_before
+        for path in ("/", "/health/live", "/health/ready"):
+            stack.expect(stranger.get(path), 200)
+        second_key = {"Authorization": "Bearer another-boot-test-key-0123456789"}
+        stack.expect(stranger.get(f"/api/task/{task_id}", headers=second_key), 200)
+    assert stack.expect(stack.client.get(f"/api/task/{task_id}"), 200)["status"] == "success"
+
+
+@each(lambda v: not v.has_api_key)
+def test_api_without_auth_needs_no_key(stack: Stack, worker: ServiceProcess) -> None:
+    assert "authorization" not in stack.client.headers
+    accepted = stack.expect(stack.client.post("/api/report/2", headers=JSON_CONTENT), 202)
+    task_id = accepted["task_id"]
+    if stack.variant.use_sse:
+        assert accepted["stream_url"] == f"/api/task/{task_id}/stream", accepted
+        _, events = read_sse(f"{stack.client.base_url}{accepted['stream_url']}", timeout=30)
+        assert events[-1].event == "complete", events
+    else:
+        assert "stream_url" not in accepted, accepted
+    assert stack.expect_success(task_id)["user_id"] == 2
+
+
+@each(lambda v: v.has_api_key and v.use_sse)
+def test_stream_url_opens_that_tasks_stream_without_a_key(
+    stack: Stack, worker: ServiceProcess
+) -> None:
+    """EventSource sends no headers: the 202's stream_url (a signed token in its query) opens
+    the stream by itself. Another task's stream, a tampered or missing token, and any other
+    endpoint refuse it."""
+    accepted = stack.expect(stack.client.post("/api/report/4", headers=JSON_CONTENT), 202)
+    task_id, stream_url = accepted["task_id"], accepted["stream_url"]
+    path, _, query = stream_url.partition("?")
+    assert path == f"/api/task/{task_id}/stream" and query.startswith("token="), accepted
+    base = stack.client.base_url
+    response, events = read_sse(f"{base}{stream_url}", timeout=30)
+    assert response.status_code == 200, response.text
+    assert events[-1].event == "complete", events
+    assert events[-1].json()["task_id"] == task_id, events
+
+    other = stack.submit("/api/process", json={"data": {"other": True}})
+    expiry, _, signature = query.removeprefix("token=").partition(".")
+    flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    refused = {
+        "another task": f"/api/task/{other}/stream?{query}",
+        "tampered signature": f"{path}?token={expiry}.{flipped}",
+        "extended expiry": f"{path}?token={int(expiry) + 3600}.{signature}",
+        "no token": path,
+        "status read": f"/api/task/{task_id}?{query}",
+    }
+    for case, url in refused.items():
+        response, events = read_sse(f"{base}{url}", timeout=10)
+        assert response.status_code == 401, (case, response.status_code, events)
+        assert response.headers["www-authenticate"] == "Bearer", case
+    cancel = httpx.delete(f"{base}/api/task/{other}?{query}", timeout=10)
+    assert cancel.status_code == 401, cancel.text
+
+
+@each(lambda v: v.has_api_key and v.use_sse)
+def test_expired_stream_token_is_401(stack: Stack, worker: ServiceProcess) -> None:
+    api, base_url = api_with_env(stack, "api-short-tokens", STREAM_TOKEN_TTL_SECONDS="1")
+    with api, httpx.Client(base_url=base_url, timeout=15, headers=stack.headers) as client:
+        accepted = stack.expect(client.post("/api/process", json={"data": {"x": 1}}), 202)
+        stack.expect_success(accepted["task_id"])
+        expiry = int(accepted["stream_url"].partition("token=")[2].partition(".")[0])
+        assert expiry <= time.time() + 2, accepted  # 1 s from when it was made
+        time.sleep(max(0.0, expiry + 1 - time.time()))
+        response, _ = read_sse(f"{base_url}{accepted['stream_url']}", timeout=10)
+        assert response.status_code == 401, response.text
+        assert "expired" in response.json()["detail"], response.text
+        # The same task, with the key: the stream answers.
+        response, _ = read_sse(
+            f"{base_url}/api/task/{accepted['task_id']}/stream", timeout=10, headers=stack.headers
+        )
+        assert response.status_code == 200, response.text
+
+
+@each()
+def test_cors_preflight_and_origins(stack: Stack) -> None:
+    """CORS_ALLOW_ORIGINS=ALLOWED_ORIGIN: its preflight passes (with the headers the API
+    needs), another origin's is refused, and answers name the allowed origin only."""
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    with httpx.Client(base_url=stack.client.base_url, timeout=10) as browser:
+        allowed = browser.options("/api/process", headers={"Origin": ALLOWED_ORIGIN, **preflight})
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+        assert "POST" in allowed.headers["access-control-allow-methods"]
+        allowed_headers = allowed.headers["access-control-allow-headers"].lower()
+        assert "authorization" in allowed_headers, allowed.headers
+        assert "content-type" in allowed_headers, allowed.headers
+        refused = browser.options("/api/process", headers={"Origin": FOREIGN_ORIGIN, **preflight})
+        assert refused.status_code == 400, refused.text
+        assert "access-control-allow-origin" not in refused.headers
+    unknown = f"/api/task/{uuid.uuid4()}"
+    answer = stack.client.get(unknown, headers={"Origin": ALLOWED_ORIGIN})
+    stack.expect(answer, 404)
+    assert answer.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    foreign = stack.client.get(unknown, headers={"Origin": FOREIGN_ORIGIN})
+    stack.expect(foreign, 404)
+    assert "access-control-allow-origin" not in foreign.headers
+
+
+@each()
+def test_posts_that_are_not_json_are_415_and_queue_nothing(stack: Stack) -> None:
+    """What a foreign page can send without a preflight (a form, text/plain, no body at all)
+    queues nothing: 415, with the key too. Without the key (as a foreign page sends it), 401
+    or 415."""
+    simple_posts: list[tuple[str, dict[str, Any]]] = [
+        (
+            "/api/process",
+            {"content": b'{"data": {"x": 1}}', "headers": TEXT_PLAIN},
+        ),
+        ("/api/process", {"data": {"data": "x"}}),
+        ("/api/process", {"files": {"data": ("data.json", b'{"x": 1}')}}),
+        (
+            "/api/workflow",
+            {"content": b'{"data": {"x": 1}}', "headers": TEXT_PLAIN},
+        ),
+        ("/api/report/1", {}),
+        ("/api/report/1", {"headers": TEXT_PLAIN}),
+    ]
+    records_before = stack.backends.results.snapshot()
+    failures = []
+    with httpx.Client(base_url=stack.client.base_url, timeout=10) as stranger:
+        for path, kwargs in simple_posts:
+            with_origin = {**kwargs.get("headers", {}), "Origin": FOREIGN_ORIGIN}
+            keyed = stack.client.post(path, **{**kwargs, "headers": with_origin})
+            if keyed.status_code != 415:
+                failures.append(f"{path} {kwargs}: {keyed.status_code} {keyed.text[:200]}")
+            anonymous = stranger.post(path, **{**kwargs, "headers": with_origin})
+            if anonymous.status_code not in ({401, 415} if stack.variant.has_api_key else {415}):
+                failures.append(f"{path} {kwargs} without key: {anonymous.status_code}")
+    assert not failures, "\n".join(failures) + "\n" + stack.diagnostics()
+    assert stack.backends.results.snapshot() == records_before
+    schema = stack.expect(stack.client.get("/openapi.json"), 200)
+    assert "415" in schema["paths"]["/api/process"]["post"]["responses"]
+
+
+def _placeholder_secrets(variant: Variant) -> list[tuple[str, str]]:
+    cases: list[tuple[str, str]] = []
+    if variant.has_api_key:
+        cases += [
+            ("API_KEYS", ""),
+            ("API_KEYS", "change-me"),
+            ("API_KEYS", "change-me-to-a-long-random-string"),
+            ("API_KEYS", f"{BOOT_API_KEY},secret"),
+        ]
+    if variant.use_webhooks:
+        cases += [("WEBHOOK_SECRET", "change-me-to-a-long-random-string"), ("WEBHOOK_SECRET", "")]
+    return cases
+
+
+@each(lambda v: bool(_placeholder_secrets(v)))
+def test_service_refuses_to_start_with_placeholder_secrets(stack: Stack) -> None:
+    for name, value in _placeholder_secrets(stack.variant):
+        port = free_port()
+        exited = run_to_exit(
+            stack.project,
+            ["uvicorn", f"{stack.package}.main:app", "--host", "127.0.0.1", "--port", str(port)],
+            env={**stack.env, name: value},
+            timeout=60,
+        )
+        assert exited.returncode != 0, (name, value, exited.output[-2000:])
+        assert name in exited.output, (name, value, exited.output[-2000:])
+    # The worker reads the same settings.
+    name, value = _placeholder_secrets(stack.variant)[1]
+    exited = run_to_exit(
+        stack.project,
+        ["celery", "-A", f"{stack.package}.celery_app", "worker", "--pool=solo"],
+        env={**stack.env, name: value},
+        timeout=60,
+    )
+    assert exited.returncode != 0, exited.output[-2000:]
+    assert name in exited.output, exited.output[-2000:]
+
+
+# --------------------------------------------------------------------------------------
 # Broker down
 
 
@@ -959,7 +1224,7 @@ def test_broker_down_is_503_and_leaves_no_record(stack: Stack) -> None:
     api, base_url = api_with_env(
         stack, "api-broker-down", CELERY_BROKER_URL=unreachable_broker_url(stack.variant.broker)
     )
-    with api, httpx.Client(base_url=base_url, timeout=15) as client:
+    with api, httpx.Client(base_url=base_url, timeout=15, headers=stack.headers) as client:
         records_before = stack.backends.results.snapshot()
         started = time.monotonic()
         response = client.post("/api/process", json={"data": {"x": 1}})
@@ -997,7 +1262,7 @@ def test_result_backend_down_api_starts_and_answers_503(stack: Stack) -> None:
     requests = [("GET", "/health/ready"), ("POST", "/api/process"), ("GET", f"/api/task/{task_id}")]
     if stack.variant.use_sse:
         requests.append(("GET", f"/api/task/{task_id}/stream"))
-    with api, httpx.Client(base_url=base_url, timeout=15) as client:
+    with api, httpx.Client(base_url=base_url, timeout=15, headers=stack.headers) as client:
         for method, path in requests:
             started = time.monotonic()
             body = {"data": {"x": 1}} if method == "POST" else None
@@ -1074,6 +1339,31 @@ def test_flower_requires_basic_auth(stack: Stack, worker: ServiceProcess) -> Non
     authed = httpx.get(url, auth=(FLOWER_USER, FLOWER_PASSWORD), timeout=15)
     assert authed.status_code == 200, f"{authed.text[:500]}\n{stack.flower.describe('flower', 30)}"
     assert httpx.get(url, auth=(FLOWER_USER, "wrong"), timeout=15).status_code == 401
+
+
+@each(lambda v: v.use_flower)
+def test_flower_refuses_to_start_without_real_credentials(stack: Stack) -> None:
+    """An empty user or password, a placeholder password, or none at all: Flower exits."""
+    flower = ["celery", "-A", f"{stack.package}.celery_app", "flower", "--address=127.0.0.1"]
+    without = {k: v for k, v in stack.env.items() if k != "FLOWER_BASIC_AUTH"}
+    for value in (None, "", ":", "admin:", ":strong-password-0123456789", "admin:change-me"):
+        env = without if value is None else {**without, "FLOWER_BASIC_AUTH": value}
+        exited = run_to_exit(stack.project, [*flower, f"--port={free_port()}"], env=env, timeout=60)
+        assert exited.returncode != 0, (value, exited.output[-2000:])
+        assert "FLOWER_BASIC_AUTH" in exited.output, (value, exited.output[-2000:])
+
+
+@each(lambda v: v.use_flower)
+def test_flower_metrics_need_credentials(stack: Stack, worker: ServiceProcess) -> None:
+    assert stack.flower is not None
+    url = f"{stack.flower_url}/metrics"
+    assert httpx.get(url, timeout=15).status_code == 401
+    assert httpx.get(url, auth=(FLOWER_USER, "wrong"), timeout=15).status_code == 401
+    metrics = httpx.get(url, auth=(FLOWER_USER, FLOWER_PASSWORD), timeout=15)
+    assert metrics.status_code == 200, (
+        f"{metrics.text[:500]}\n{stack.flower.describe('flower', 30)}"
+    )
+    assert "flower_" in metrics.text, metrics.text[:500]
 
 
 @each(lambda v: v.use_flower)

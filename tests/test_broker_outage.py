@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 from tests.boot import (
+    BOOT_API_KEY,
+    api_headers,
     api_process,
     free_port,
     private_redis_server,
@@ -44,13 +46,15 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
 ) -> None:
     if shutil.which("redis-server") is None:
         skip_or_fail("redis-server is not installed (Debian: `apt-get install redis-server`)")
-    project = rendered_projects.synced(DEFAULT_PYTHON, Variant())
+    variant = Variant()
+    project = rendered_projects.synced(DEFAULT_PYTHON, variant)
     first_redis = contextlib.ExitStack()  # closed for the outage
     port = first_redis.enter_context(private_redis_server(tmp_path / "redis"))
     env = {
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0",
         "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:{port}/1",
         "WEBHOOK_SECRET": uuid.uuid4().hex,
+        "API_KEYS": BOOT_API_KEY,
         "REPORT_STEPS": "20",
         "REPORT_STEP_DELAY_SECONDS": "0.1",
         "BROKER_SOCKET_TIMEOUT_SECONDS": "1",
@@ -64,13 +68,15 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
         stack.enter_context(api)
         stack.enter_context(worker)
         client = stack.enter_context(
-            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10)
+            httpx.Client(
+                base_url=f"http://127.0.0.1:{api_port}", timeout=10, headers=api_headers(variant)
+            )
         )
 
         def diagnostics() -> str:
             return f"{api.describe('API', 30)}\n{worker.describe('worker', 60)}"
 
-        report = client.post("/api/report/1")
+        report = client.post("/api/report/1", headers={"Content-Type": "application/json"})
         assert report.status_code == 202, report.text
         report_id = report.json()["task_id"]
         wait_for_task(
@@ -80,6 +86,7 @@ def test_worker_and_api_outlive_a_redis_outage_during_a_task(
             f"http://127.0.0.1:{api_port}/api/task/{report_id}/stream",
             timeout=2 * TASK_TIMEOUT,
             until=frozenset({"complete", "failure", "lost"}),
+            headers=api_headers(variant),
         )
 
         first_redis.close()  # Redis stops, the report still running

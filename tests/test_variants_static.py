@@ -1,7 +1,7 @@
 """Every valid combination of the option questions, rendered and statically checked.
 
-2 brokers x 2 result backends x 5 flags x 3 CIs, less PostgreSQL without beat (refused:
-tests/test_answers.py): 288 variants at the default python_version. Per variant:
+2 brokers x 2 result backends x 5 flags x 2 api_auth x 3 CIs, less PostgreSQL without beat
+(refused: tests/test_answers.py): 576 variants at the default python_version. Per variant:
 
 - the files are clean (no Jinja left, no empty files but py.typed, one final newline) and
   TOML/YAML parse;
@@ -208,6 +208,15 @@ TRACES = (
         services=("redis",),
     ),
     Trace(
+        "api_auth=none",
+        lambda v: not v.has_api_key,
+        paths=r"(^|/)(test_)?auth\.py$|stream_tokens\.py$",
+        text=(
+            r"API_KEYS|api_keys|require_api_key|(?i:bearer)|WWW-Authenticate|"
+            r"STREAM_TOKEN|stream_token|(?i:api key)"
+        ),
+    ),
+    Trace(
         "ci!=github",
         lambda v: v.ci != "github",
         paths=r"^\.github/",
@@ -288,6 +297,10 @@ def expected_files(variant: Variant) -> dict[str, bool]:
         f"{pkg}/webhook_security.py": variant.use_webhooks,
         f"{pkg}/routers/stream.py": variant.use_sse,
         f"{pkg}/tasks/periodic.py": variant.use_beat,
+        f"{pkg}/auth.py": variant.has_api_key,
+        f"{pkg}/stream_tokens.py": variant.has_api_key and variant.use_sse,
+        f"{pkg}/secret_rules.py": True,
+        f"{pkg}/json_only.py": True,
         "flowerconfig.py": variant.use_flower,
         ".github/workflows/ci.yml": variant.ci == "github",
         ".gitlab-ci.yml": variant.ci == "gitlab",
@@ -320,6 +333,9 @@ def expected_settings(variant: Variant) -> dict[str, bool]:
         "RESULT_CLEANUP_INTERVAL_SECONDS": postgres,
         "RESULT_POLL_INTERVAL_SECONDS": v.use_sse,
         "SSE_PING_SECONDS": v.use_sse,
+        "CORS_ALLOW_ORIGINS": True,
+        "API_KEYS": v.has_api_key,
+        "STREAM_TOKEN_TTL_SECONDS": v.has_api_key and v.use_sse,
     }
     for name in ("HOST", "PORT", "USERNAME", "PASSWORD", "STARTTLS", "TIMEOUT_SECONDS"):
         on[f"SMTP_{name}"] = v.use_email
@@ -377,6 +393,20 @@ def test_options_that_are_on_are_there(tree: VariantTree, variant: Variant) -> N
     assert not problems, "\n".join(problems)
 
 
+SECRETS = ("API_KEYS", "WEBHOOK_SECRET", "RABBITMQ_PASSWORD", "POSTGRES_PASSWORD")
+
+
+@ALL
+def test_env_example_leaves_every_secret_empty(tree: VariantTree) -> None:
+    """A copied .env.example holds no secret anyone could guess: each is empty (Flower's
+    password too), for the service, Flower and Compose to refuse until it is filled in."""
+    values = dict(re.findall(r"(?m)^([A-Z][A-Z0-9_]*)=(.*)$", tree.read(".env.example")))
+    filled = {name: values[name] for name in SECRETS if values.get(name)}
+    if values.get("FLOWER_BASIC_AUTH", ":").partition(":")[2]:
+        filled["FLOWER_BASIC_AUTH"] = values["FLOWER_BASIC_AUTH"]
+    assert not filled, f".env.example ships secrets: {filled}"
+
+
 @ALL
 def test_compose_services_follow_the_options(tree: VariantTree, variant: Variant) -> None:
     services = compose_services(tree)
@@ -409,6 +439,8 @@ def test_compose_services_follow_the_options(tree: VariantTree, variant: Variant
             problems.append(f"worker's broker URL does not reach rabbitmq: {broker_urls}")
         if variant.use_flower and "FLOWER_BROKER_API" not in str(services["flower"]):
             problems.append("flower has no FLOWER_BROKER_API")
+    if variant.has_api_key and "${API_KEYS:?" not in compose:
+        problems.append("API_KEYS is not required (${API_KEYS:?...})")
     if "postgres" in services:
         postgres = services["postgres"]
         if "${POSTGRES_PASSWORD:?" not in compose:

@@ -4,7 +4,8 @@ A `Variant` is one answer to each option question of copier.yml (python_version 
 its default). `ALL_VARIANTS` is every valid combination, in an order where neighbours
 differ in the fewest Python files (ci varies fastest: it changes no Python at all), so
 checks that reuse a cache run warm. `BOOT_VARIANTS` is the covering set booted for real:
-every broker x result_backend pair and each flag on and off at least once.
+every broker x result_backend pair, each flag on and off at least once, and api_auth
+both ways.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 BROKERS = ("redis", "rabbitmq")
 RESULT_BACKENDS = ("redis", "postgresql")
 FLAGS = ("use_flower", "use_sse", "use_email", "use_webhooks", "use_beat")
+API_AUTHS = ("api_key", "none")
 CIS = ("github", "gitlab", "none")
 
 
@@ -32,6 +34,7 @@ class Variant:
     use_email: bool = True
     use_webhooks: bool = True
     use_beat: bool = False
+    api_auth: str = "api_key"
     ci: str = "github"
 
     @property
@@ -52,24 +55,39 @@ class Variant:
         return self == Variant()
 
     @property
+    def has_api_key(self) -> bool:
+        return self.api_auth == "api_key"
+
+    @property
     def id(self) -> str:
-        """e.g. `rabbitmq-postgresql-flower.sse.beat-gitlab` (flags on, in FLAGS order)."""
+        """e.g. `rabbitmq-postgresql-flower.sse.beat-apikey-gitlab` (flags on, in FLAGS order;
+        then `apikey` or `noauth`)."""
         on = [flag.removeprefix("use_") for flag in FLAGS if getattr(self, flag)]
-        return f"{self.broker}-{self.result_backend}-{'.'.join(on) or 'bare'}-{self.ci}"
+        auth = "apikey" if self.has_api_key else "noauth"
+        return f"{self.broker}-{self.result_backend}-{'.'.join(on) or 'bare'}-{auth}-{self.ci}"
 
     @property
     def python_key(self) -> tuple[object, ...]:
         """What can change the rendered Python files (ci cannot)."""
-        return (self.broker, self.result_backend, *(getattr(self, f) for f in FLAGS))
+        return (
+            self.broker,
+            self.result_backend,
+            *(getattr(self, f) for f in FLAGS),
+            self.api_auth,
+        )
 
 
 def _all_variants() -> tuple[Variant, ...]:
     found = []
-    for broker, backend, flags, ci in itertools.product(
-        BROKERS, RESULT_BACKENDS, itertools.product((True, False), repeat=len(FLAGS)), CIS
+    for broker, backend, flags, api_auth, ci in itertools.product(
+        BROKERS,
+        RESULT_BACKENDS,
+        itertools.product((True, False), repeat=len(FLAGS)),
+        API_AUTHS,
+        CIS,
     ):
         flag_answers: dict[str, Any] = dict(zip(FLAGS, flags, strict=True))
-        variant = Variant(broker, backend, ci=ci, **flag_answers)
+        variant = Variant(broker, backend, api_auth=api_auth, ci=ci, **flag_answers)
         if variant.valid:
             found.append(variant)
     return tuple(found)
@@ -122,6 +140,7 @@ BOOT_VARIANTS = (
             use_email=True,
             use_webhooks=True,
             use_beat=True,
+            api_auth="none",
             ci="none",
         ),
     ),
@@ -135,6 +154,7 @@ BOOT_VARIANTS = (
             use_email=True,
             use_webhooks=False,
             use_beat=True,
+            api_auth="none",
             ci="github",
         ),
     ),

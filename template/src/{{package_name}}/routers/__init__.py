@@ -10,12 +10,12 @@ from pkgutil import iter_modules
 from fastapi import APIRouter
 
 
-def discover_routers() -> list[APIRouter]:
-    """The `router` of every module of this package, by module name."""
-    routers = []
+def discover_routers() -> dict[str, APIRouter]:
+    """The `router` of every module of this package, by module name (in that order)."""
+    routers = {}
     for module_info in sorted(iter_modules(__path__), key=lambda info: info.name):
         module = import_module(f"{__name__}.{module_info.name}")
         router = getattr(module, "router", None)
         if isinstance(router, APIRouter):
-            routers.append(router)
+            routers[module_info.name] = router
     return routers
