@@ -29,6 +29,19 @@ TaskId = Annotated[str, Path(min_length=1, max_length=255)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"description": "No task was submitted with this id"}
 }
+# FastAPI's own 422 (its schema kept), with the causes the service adds.
+INVALID_INPUT: dict[str, Any] = {
+    "responses": {
+        "422": {
+            "description": (
+                "Validation error: `detail` lists each problem with its `loc`. Besides "
+                "malformed JSON and wrong types: `json_too_deep` (nested deeper than "
+                "MAX_JSON_DEPTH levels), `json_too_many_items` (more than MAX_JSON_ITEMS keys "
+                "and items in all), `string_not_utf8` (a key or string with a lone surrogate)"
+            )
+        }
+    }
+}
 
 
 async def read_state(store: ResultStore, task_id: str) -> TaskState:
@@ -49,13 +62,13 @@ def log_request(data: dict[str, Any]) -> None:
     logger.info("Request logged: %d field(s): %s", len(data), sorted(data))
 
 
-@router.post("/process", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/process", status_code=status.HTTP_202_ACCEPTED, openapi_extra=INVALID_INPUT)
 async def submit_process(request: TaskRequest, submitter: Submitter) -> TaskAccepted:
     task_id = await submitter.submit(process_data.s(request.data))
     return queued(task_id, "Processing")
 
 
-@router.post("/async-process", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/async-process", status_code=status.HTTP_202_ACCEPTED, openapi_extra=INVALID_INPUT)
 async def submit_async_process(request: TaskRequest, submitter: Submitter) -> TaskAccepted:
     task_id = await submitter.submit(async_process_data.s(request.data))
     return queued(task_id, "Async processing")
@@ -67,7 +80,7 @@ async def submit_report(user_id: Annotated[int, Path(ge=1)], submitter: Submitte
     return queued(task_id, "Report")
 
 
-@router.post("/combined", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/combined", status_code=status.HTTP_202_ACCEPTED, openapi_extra=INVALID_INPUT)
 async def submit_combined(
     request: TaskRequest, background_tasks: BackgroundTasks, submitter: Submitter
 ) -> TaskAccepted:
@@ -77,7 +90,7 @@ async def submit_combined(
     return queued(task_id, "Processing")
 
 
-@router.post("/workflow", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/workflow", status_code=status.HTTP_202_ACCEPTED, openapi_extra=INVALID_INPUT)
 async def submit_workflow(request: TaskRequest, submitter: Submitter) -> TaskAccepted:
     """Validate, transform and summarise, chained: the returned id is the final step's."""
     workflow = chain(validate_payload.s(request.data), transform_payload.s(), summarize_payload.s())
@@ -85,7 +98,7 @@ async def submit_workflow(request: TaskRequest, submitter: Submitter) -> TaskAcc
     return queued(task_id, "Workflow")
 
 
-@router.post("/quick-log", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/quick-log", status_code=status.HTTP_202_ACCEPTED, openapi_extra=INVALID_INPUT)
 async def quick_log(request: TaskRequest, background_tasks: BackgroundTasks) -> LogAccepted:
     """Work too small for Celery runs in this process, after the response is sent."""
     background_tasks.add_task(log_request, request.data)
