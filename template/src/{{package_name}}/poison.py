@@ -1,13 +1,13 @@
 """Task messages that the worker cannot run, failed before they reach its pool.
 
 The worker decodes each task message, then pickles its arguments to hand them to a pool
-process, recursing once per level of nesting. A RecursionError there is raised in the worker's
-main process and stops the worker; the message is then delivered again, to the next worker, for
-ever (Redis) or until it is dead-lettered with the task still reading queued (RabbitMQ). The
-API refuses data nested that deep (limits.py), but anything can publish to the broker. So each
-message is checked first: one that is nested deeper than MAX_MESSAGE_DEPTH, or too deep to
-decode, is recorded as a failure (PoisonMessageError) and rejected, which on RabbitMQ moves it
-to the dead-letter queue, and the worker goes on with the next one.
+process, recursing at each level of nesting. A RecursionError there is raised in the worker's
+main process and stops the worker; the message is then delivered again, to the next worker,
+which stops too, with the task still reading queued. The API refuses data nested that deep
+(limits.py), but anything can publish to the broker. So each message is checked first: one
+that is nested deeper than MAX_MESSAGE_DEPTH, or too deep to decode, is recorded as a failure
+(PoisonMessageError) and rejected, for a broker that keeps rejected messages to keep, and the
+worker goes on with the next one.
 """
 
 import logging
