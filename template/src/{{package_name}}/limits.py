@@ -7,7 +7,9 @@ sheer number of values, strings that cannot be encoded); request models refuse i
 and the worker fails task messages that carry it (poison.py).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import HTTPException, status
 from starlette.responses import JSONResponse
@@ -92,24 +94,14 @@ def json_limit_error(
     """The first place where `value` nests deeper than `max_depth` containers, holds more than
     `max_items` keys and items in all, or (with `check_strings`) has a key or string that
     does not encode as UTF-8. Iterative: any depth is checked without recursion."""
-    stack: list[tuple[object, Location]] = [(value, ())]
+    if isinstance(value, str):
+        return _not_utf8(()) if check_strings and not encodes(value) else None
+    if not isinstance(value, dict | list | tuple):
+        return None
+    stack: list[tuple[dict[Any, Any] | list[Any] | tuple[Any, ...], Location]] = [(value, ())]
     items = 0
     while stack:
-        current, location = stack.pop()
-        if isinstance(current, str):
-            if check_strings and not encodes(current):
-                return _not_utf8(location)
-            continue
-        if isinstance(current, dict):
-            children: list[tuple[object, Location]] = []
-            for key, child in current.items():
-                if check_strings and isinstance(key, str) and not encodes(key):
-                    return _not_utf8((*location, printable(key)))
-                children.append((child, (*location, key if isinstance(key, str) else str(key))))
-        elif isinstance(current, list | tuple):
-            children = [(child, (*location, index)) for index, child in enumerate(current)]
-        else:
-            continue
+        container, location = stack.pop()
         if len(location) >= max_depth:
             return JSONLimitError(
                 "json_too_deep",
@@ -117,7 +109,7 @@ def json_limit_error(
                 location,
                 {"max_depth": max_depth},
             )
-        items += len(children)
+        items += len(container)
         if max_items is not None and items > max_items:
             return JSONLimitError(
                 "json_too_many_items",
@@ -125,8 +117,28 @@ def json_limit_error(
                 location,
                 {"max_items": max_items},
             )
-        stack.extend(reversed(children))
+        entries: Iterable[tuple[Any, Any]]
+        if isinstance(container, dict):
+            entries = container.items()
+            for key in container:
+                if check_strings and isinstance(key, str) and not encodes(key):
+                    return _not_utf8((*location, printable(key)))
+        else:
+            entries = enumerate(container)
+        # Locations are made only for what is looked into: most values are scalars.
+        nested: list[tuple[dict[Any, Any] | list[Any] | tuple[Any, ...], Location]] = []
+        for key, child in entries:
+            if isinstance(child, str):
+                if check_strings and not encodes(child):
+                    return _not_utf8((*location, _location_key(key)))
+            elif isinstance(child, dict | list | tuple):
+                nested.append((child, (*location, _location_key(key))))
+        stack.extend(reversed(nested))
     return None
+
+
+def _location_key(key: object) -> str | int:
+    return key if isinstance(key, str | int) else str(key)
 
 
 def _not_utf8(location: Location) -> JSONLimitError:
