@@ -8,6 +8,7 @@
 - `BOOT_API_KEY` / `api_headers(variant)`: the API key booted services accept, and the
   headers that send it (none with api_auth=none).
 - `wait_for_task()`: poll a task's status until it is one of some states.
+- `publish_raw_task()`: a task message published past the API, its arguments as given.
 - `SmtpSink`: an SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message.
 - `WebhookReceiver`: an HTTP server on 127.0.0.1 that records every request.
 - `read_sse()`: the events of a server-sent-events stream, with an overall deadline;
@@ -397,6 +398,62 @@ def wait_for_task(
                 f"(waiting for {sorted(until)}): {body}\n{diagnostics()}"
             )
         time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------------------
+# Task messages from another producer
+
+# Run in the rendered project: its Celery app builds the message (headers, queue, exchange),
+# and the arguments go in as JSON text, never parsed nor encoded here, so any depth and any
+# escape (a lone surrogate) reaches the worker as written.
+_PUBLISH_RAW_TASK = """
+import json, sys
+from {package}.celery_app import celery_app
+
+task, task_id, args_json = sys.argv[1], sys.argv[2], sys.stdin.read()
+message = celery_app.amqp.as_task_v2(task_id, task, args=(), kwargs={{}})
+embed = message.body[2]
+body = "[" + args_json + ", {{}}, " + json.dumps(embed) + "]"
+queue = celery_app.amqp.queues[celery_app.conf.task_default_queue]
+with celery_app.producer_or_acquire() as producer:
+    producer.publish(
+        body.encode(),
+        exchange=queue.exchange,
+        routing_key=queue.routing_key,
+        declare=[queue],
+        content_type="application/json",
+        content_encoding="utf-8",
+        headers=message.headers,
+        **message.properties,
+    )
+"""
+
+
+def publish_raw_task(
+    project: RenderedProject,
+    env: dict[str, str],
+    *,
+    task: str,
+    args_json: str,
+    timeout: float = 60,
+) -> str:
+    """Publish a task message whose arguments are the JSON text `args_json`, as another
+    producer could, past the API (no queued record, no input checks); return its id."""
+    task_id = str(uuid.uuid4())
+    code = _PUBLISH_RAW_TASK.format(package=project.package_name)
+    completed = subprocess.run(
+        ["uv", "run", "--frozen", "--no-sync", "python", "-c", code, task, task_id],
+        cwd=project.path,
+        env=project_env(env),
+        input=args_json.encode(),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert completed.returncode == 0, (
+        f"publishing {task} failed: {completed.stderr.decode(errors='replace')[-2000:]}"
+    )
+    return task_id
 
 
 # --------------------------------------------------------------------------------------
@@ -911,6 +968,10 @@ class ResultRecords:
         """Delete a task's record, as expiry does, without telling anyone."""
         raise NotImplementedError
 
+    def stored(self, task_id: str) -> str:
+        """Everything stored for the task, as text (empty if nothing)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
 
@@ -936,6 +997,12 @@ class RedisResultRecords(ResultRecords):
             if client["name"].startswith("result-channels-") and int(client["db"]) == self.db:
                 dropped += self.client.client_kill_filter(_id=client["id"])
         return dropped
+
+    def stored(self, task_id: str) -> str:
+        value = self.client.get(f"celery-task-meta-{task_id}")
+        if value is None:
+            return ""
+        return value if isinstance(value, str) else value.decode(errors="replace")
 
     def close(self) -> None:
         self.client.close()
@@ -997,6 +1064,22 @@ class PostgresResultRecords(ResultRecords):
         with self._connect() as conn:
             deleted = conn.execute(f'DELETE FROM "{table}" WHERE task_id = %s', (task_id,))
             assert deleted.rowcount == 1, task_id
+
+    def stored(self, task_id: str) -> str:
+        """Every column of the task's rows; `result` (bytea: Celery's JSON, pickled) decoded
+        as text, so the JSON in it can be searched."""
+        table = self.task_table()
+        with self._connect() as conn:
+            rows = conn.execute(f'SELECT * FROM "{table}" WHERE task_id = %s', (task_id,))
+            return "\n".join(
+                " ".join(
+                    bytes(value).decode(errors="replace")
+                    if isinstance(value, bytes | memoryview)
+                    else str(value)
+                    for value in row
+                )
+                for row in rows
+            )
 
     def has(self, task_id: str) -> bool:
         table = self.task_table()

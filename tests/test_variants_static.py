@@ -325,6 +325,8 @@ def expected_settings(variant: Variant) -> dict[str, bool]:
         "TASK_TIME_LIMIT_SECONDS": True,
         "BROKER_SOCKET_TIMEOUT_SECONDS": True,
         "MAX_BODY_BYTES": True,
+        "MAX_JSON_DEPTH": True,
+        "MAX_JSON_ITEMS": True,
         "REPORT_STEPS": True,
         "REPORT_STEP_DELAY_SECONDS": True,
         "BROKER_VISIBILITY_TIMEOUT_SECONDS": v.broker == "redis",

@@ -1,19 +1,23 @@
-"""Error answers that several endpoints share, as entries of their OpenAPI `responses`."""
+"""Error answers shared by the endpoints that take a JSON body, for their OpenAPI schema."""
 
 from typing import Any
 
-from fastapi import status
-
-Responses = dict[int | str, dict[str, Any]]
-
-# Every endpoint that takes a JSON body: FastAPI answers 400 for a body it cannot parse at all.
-JSON_BODY_ERRORS: Responses = {
-    status.HTTP_400_BAD_REQUEST: {
-        "description": (
-            "The body could not be parsed: it is not valid UTF-8, or its JSON nests too deeply"
-        ),
-        "content": {
-            "application/json": {"example": {"detail": "There was an error parsing the body"}}
+# As `openapi_extra`: merged into FastAPI's own entries, so its 422 keeps its schema.
+JSON_BODY_ERRORS: dict[str, Any] = {
+    "responses": {
+        "400": {
+            "description": "The body could not be parsed: it is not valid UTF-8",
+            "content": {
+                "application/json": {"example": {"detail": "There was an error parsing the body"}}
+            },
         },
-    },
+        "422": {
+            "description": (
+                "Validation error: `detail` lists each problem with its `loc`. Besides "
+                "malformed JSON and wrong types: `json_too_deep` (nested deeper than "
+                "MAX_JSON_DEPTH levels), `json_too_many_items` (more than MAX_JSON_ITEMS keys "
+                "and items in all), `string_not_utf8` (a key or string with a lone surrogate)"
+            )
+        },
+    }
 }

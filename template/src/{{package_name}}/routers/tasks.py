@@ -50,13 +50,13 @@ def log_request(data: dict[str, Any]) -> None:
     logger.info("Request logged: %d field(s): %s", len(data), sorted(data))
 
 
-@router.post("/process", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
+@router.post("/process", status_code=status.HTTP_202_ACCEPTED, openapi_extra=JSON_BODY_ERRORS)
 async def submit_process(request: TaskRequest, submitter: Submitter) -> TaskAccepted:
     task_id = await submitter.submit(process_data.s(request.data))
     return queued(task_id, "Processing")
 
 
-@router.post("/async-process", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
+@router.post("/async-process", status_code=status.HTTP_202_ACCEPTED, openapi_extra=JSON_BODY_ERRORS)
 async def submit_async_process(request: TaskRequest, submitter: Submitter) -> TaskAccepted:
     task_id = await submitter.submit(async_process_data.s(request.data))
     return queued(task_id, "Async processing")
@@ -68,7 +68,7 @@ async def submit_report(user_id: Annotated[int, Path(ge=1)], submitter: Submitte
     return queued(task_id, "Report")
 
 
-@router.post("/combined", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
+@router.post("/combined", status_code=status.HTTP_202_ACCEPTED, openapi_extra=JSON_BODY_ERRORS)
 async def submit_combined(
     request: TaskRequest, background_tasks: BackgroundTasks, submitter: Submitter
 ) -> TaskAccepted:
@@ -78,7 +78,7 @@ async def submit_combined(
     return queued(task_id, "Processing")
 
 
-@router.post("/workflow", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
+@router.post("/workflow", status_code=status.HTTP_202_ACCEPTED, openapi_extra=JSON_BODY_ERRORS)
 async def submit_workflow(request: TaskRequest, submitter: Submitter) -> TaskAccepted:
     """Validate, transform and summarise, chained: the returned id is the final step's."""
     workflow = chain(validate_payload.s(request.data), transform_payload.s(), summarize_payload.s())
@@ -86,7 +86,7 @@ async def submit_workflow(request: TaskRequest, submitter: Submitter) -> TaskAcc
     return queued(task_id, "Workflow")
 
 
-@router.post("/quick-log", status_code=status.HTTP_202_ACCEPTED, responses=JSON_BODY_ERRORS)
+@router.post("/quick-log", status_code=status.HTTP_202_ACCEPTED, openapi_extra=JSON_BODY_ERRORS)
 async def quick_log(request: TaskRequest, background_tasks: BackgroundTasks) -> LogAccepted:
     """Work too small for Celery runs in this process, after the response is sent."""
     background_tasks.add_task(log_request, request.data)
