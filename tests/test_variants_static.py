@@ -182,7 +182,7 @@ TRACES = (
         paths=r"test_redis_broker|test_message_cache|publishing/(redis|factory|message_cache)\.py$",
         text=(
             r"(?i)visibility_timeout|redis://[^\s\"']*/0\b|RedisPublisher|create_publisher|LPUSH"
-            r"|MessageCache"
+            r"|MessageCache|message cache|direct Redis publish|_dump_pydantic_arguments|_connparams"
         ),
     ),
     Trace(
@@ -312,6 +312,7 @@ def expected_settings(variant: Variant) -> dict[str, bool]:
         "TASK_TIME_LIMIT_SECONDS": True,
         "BROKER_SOCKET_TIMEOUT_SECONDS": True,
         "MAX_BODY_BYTES": True,
+        "FAST_PATHS": True,
         "REPORT_STEPS": True,
         "REPORT_STEP_DELAY_SECONDS": True,
         "BROKER_VISIBILITY_TIMEOUT_SECONDS": v.broker == "redis",
