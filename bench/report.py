@@ -8,7 +8,16 @@ from typing import Any
 
 STALL_MS = 2.0  # the idle process woke this late: the machine held it up (its p99 is ~0.8 ms)
 
-SERVERS = ("ours", "usual")
+# The contenders, in the report's column order (bench/run.py serves each).
+SERVERS = ("ours", "ours-off", "careful", "usual")
+OTHERS = SERVERS[1:]
+TITLES = {
+    "ours": "ours",
+    "ours-off": "ours, fast paths off",
+    "careful": "careful pattern",
+    "usual": "usual pattern",
+}
+RATIO_TITLES = {"ours-off": "off", "careful": "careful", "usual": "usual"}
 
 
 def _median(values: list[float]) -> float:
@@ -30,89 +39,74 @@ def _ratio(a: float, b: float) -> float:
 
 
 def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per figure: ours, usual, ratio, target, met (None: no target)."""
+    """One row per figure: each contender's value, ours ÷ each other one (oriented so that
+    above 1 means ours is better; none for rows without a direction), target and met (None:
+    no target)."""
     rows: list[dict[str, Any]] = []
 
     def row(
         figure: str,
-        ours: Any,
-        usual: Any = None,
-        ratio: float | None = None,
+        values: dict[str, Any],
+        better: str | None = None,  # "higher" or "lower" is better: the ratios' direction
         target: str = "",
         met: bool | None = None,
         unit: str = "",
     ) -> None:
+        ratios = {}
+        if better is not None:
+            for other in OTHERS:
+                ours, theirs = values["ours"], values.get(other, float("nan"))
+                ratios[other] = _ratio(ours, theirs) if better == "higher" else _ratio(theirs, ours)
         rows.append(
             {
                 "figure": figure,
-                "ours": ours,
-                "usual": usual,
-                "ratio": ratio,
+                "values": values,
+                "ratios": ratios,
                 "target": target,
                 "met": met,
                 "unit": unit,
             }
         )
 
-    rps = {
-        kind: {label: _med(results, kind, label, "rps") for label in SERVERS}
-        for kind in ("root", "enqueue", "status")
-    }
-    row(
-        "trivial `GET /` throughput",
-        rps["root"]["ours"],
-        rps["root"]["usual"],
-        _ratio(rps["root"]["ours"], rps["root"]["usual"]),
-        "(reference)",
-        unit="req/s",
-    )
+    def medians(kind: str, key: str) -> dict[str, float]:
+        return {label: _med(results, kind, label, key) for label in SERVERS}
+
+    rps = {kind: medians(kind, "rps") for kind in ("root", "enqueue", "status")}
+    row("trivial `GET /` throughput", rps["root"], "higher", "(reference)", unit="req/s")
     ratio = _ratio(rps["enqueue"]["ours"], rps["enqueue"]["usual"])
     row(
         "enqueue `POST /api/process` throughput",
-        rps["enqueue"]["ours"],
-        rps["enqueue"]["usual"],
-        ratio,
+        rps["enqueue"],
+        "higher",
         "≥ 2x usual",
         ratio >= 2,
         unit="req/s",
     )
     own = {label: _ratio(rps["enqueue"][label], rps["root"][label]) for label in SERVERS}
-    row(
-        "enqueue ÷ the same server's `GET /`",
-        own["ours"],
-        own["usual"],
-        None,
-        "≥ 0.35",
-        own["ours"] >= 0.35,
-    )
+    row("enqueue ÷ the same server's `GET /`", own, None, "≥ 0.35", own["ours"] >= 0.35)
     ratio = _ratio(rps["status"]["ours"], rps["status"]["usual"])
     row(
         "status `GET /api/task/{id}` throughput",
-        rps["status"]["ours"],
-        rps["status"]["usual"],
-        ratio,
+        rps["status"],
+        "higher",
         "≥ 1.5x usual",
         ratio >= 1.5,
         unit="req/s",
     )
 
-    p50 = {label: _med(results, "latency", label, "p50_ms") for label in SERVERS}
-    p99 = {label: _med(results, "latency", label, "p99_ms") for label in SERVERS}
+    p50 = medians("latency", "p50_ms")
     row(
         "no-op task, submit → final SSE event, p50",
-        p50["ours"],
-        p50["usual"],
-        _ratio(p50["usual"], p50["ours"]),
+        p50,
+        "lower",
         "≤ 10 ms",
         p50["ours"] <= 10,
         unit="ms",
     )
     row(
         "no-op task, submit → final SSE event, p99",
-        p99["ours"],
-        p99["usual"],
-        _ratio(p99["usual"], p99["ours"]),
-        "",
+        medians("latency", "p99_ms"),
+        "lower",
         unit="ms",
     )
 
@@ -122,7 +116,7 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
         largest = counts[-1]
 
         def delivered(label: str) -> str:
-            runs = fanout[largest][label]
+            runs = fanout[largest].get(label, [])
             got = sum(r["updates_delivered"] for r in runs)
             expected = sum(r["updates_expected"] for r in runs)
             return f"{100 * got / expected:.1f} % ({got:,}/{expected:,})" if expected else "-"
@@ -132,28 +126,26 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         row(
             f"SSE fan-out, {largest} streams: progress updates delivered",
-            delivered("ours"),
-            delivered("usual"),
+            {label: delivered(label) for label in SERVERS},
             None,
             "every stream gets every update",
             every,
         )
         d99 = {
-            label: _median([r["delivery_p99_ms"] for r in fanout[largest][label]])
+            label: _median([r["delivery_p99_ms"] for r in fanout[largest].get(label, [])])
             for label in SERVERS
         }
         row(
             f"SSE fan-out, {largest} streams: delivery p99 (publish → client)",
-            d99["ours"],
-            d99["usual"],
-            None,
+            d99,
+            "lower",
             "≤ 100 ms",
             d99["ours"] <= 100,
             unit="ms",
         )
         per_update = {
             n: {
-                label: _median([r["redis_commands_per_update"] for r in fanout[n][label]])
+                label: _median([r["redis_commands_per_update"] for r in fanout[n].get(label, [])])
                 for label in SERVERS
             }
             for n in counts
@@ -165,60 +157,52 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
                 flat = per_update[n]["ours"] <= 1.2 * per_update[counts[0]]["ours"]
             row(
                 f"Redis commands per update, {n} streams",
-                per_update[n]["ours"],
-                per_update[n]["usual"],
+                per_update[n],
                 None,
                 "does not grow with streams" if flat is not None else "",
                 flat,
             )
 
-    lag = {label: _med(results, "root", label, "loop_lag_max_ms") for label in SERVERS}
     row(
         "event-loop lag, max during the trivial `GET /` load",
-        lag["ours"],
-        lag["usual"],
+        medians("root", "loop_lag_max_ms"),
         None,
         "(reference)",
         unit="ms",
     )
-    for kind, what in (("enqueue", "enqueue"), ("status", "status")):
-        lag = {
-            label: _med(results, kind, label, "loop_lag_max_outside_stalls_ms") for label in SERVERS
-        }
+    for kind in ("enqueue", "status"):
+        lag = medians(kind, "loop_lag_max_outside_stalls_ms")
         row(
-            f"event-loop lag, max during the {what} load, outside the machine's stalls",
-            lag["ours"],
-            lag["usual"],
-            None,
+            f"event-loop lag, max during the {kind} load, outside the machine's stalls",
+            lag,
+            "lower",
             "≤ 5 ms",
             lag["ours"] <= 5,
             unit="ms",
         )
-        lag = {label: _med(results, kind, label, "loop_lag_max_ms") for label in SERVERS}
         row(
-            f"event-loop lag, max during the {what} load, every sample",
-            lag["ours"],
-            lag["usual"],
+            f"event-loop lag, max during the {kind} load, every sample",
+            medians(kind, "loop_lag_max_ms"),
             None,
             "(stalls included)",
             unit="ms",
         )
-        p99 = {label: _med(results, kind, label, "loop_lag_p99_ms") for label in SERVERS}
-        row(f"event-loop lag, p99 during the {what} load", p99["ours"], p99["usual"], unit="ms")
-        idle = {label: _med(results, kind, label, "idle_lag_max_ms") for label in SERVERS}
         row(
-            f"lag max of an idle process beside the {what} load",
-            idle["ours"],
-            idle["usual"],
+            f"event-loop lag, p99 during the {kind} load",
+            medians(kind, "loop_lag_p99_ms"),
+            "lower",
+            unit="ms",
+        )
+        row(
+            f"lag max of an idle process beside the {kind} load",
+            medians(kind, "idle_lag_max_ms"),
             None,
             "(the machine's share)",
             unit="ms",
         )
-        probe = {label: _med(results, kind, label, "probe_max_ms") for label in SERVERS}
         row(
-            f"probe `GET /` latency, max during the {what} load",
-            probe["ours"],
-            probe["usual"],
+            f"probe `GET /` latency, max during the {kind} load",
+            medians(kind, "probe_max_ms"),
             None,
             "(outside view)",
             unit="ms",
@@ -229,8 +213,7 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
         head = _median(render["from_git_head_s"])
         row(
             "render one variant (Copier, from git HEAD)",
-            head,
-            None,
+            {"ours": head},
             None,
             "≤ 2 s",
             head <= 2,
@@ -240,8 +223,7 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "total_s" in fresh:
         row(
             "fresh render → green tests (render + `uv sync` + pytest, warm cache)",
-            fresh["total_s"],
-            None,
+            {"ours": fresh["total_s"]},
             None,
             "≤ 60 s",
             fresh["total_s"] <= 60,
@@ -302,17 +284,24 @@ def markdown(results: dict[str, Any]) -> str:
         f"{' (a private redis-server)' if results.get('redis', {}).get('private') else ''}; "
         f"{machine['wrk']}; load average {_load(machine)}; {_cpu_probe(machine)}; "
         f"service on {results.get('service_python', '?')}, "
-        f"uvicorn with {stack.get('loop', '?')} and {stack.get('http', '?')} (both apps).",
+        f"uvicorn with {stack.get('loop', '?')} and {stack.get('http', '?')} (every app).",
         "",
-        "| figure | ours | usual pattern | ours ÷ usual | target | met |",
-        "|---|---:|---:|---:|---|---|",
+        "| figure | "
+        + " | ".join(TITLES[label] for label in SERVERS)
+        + " | "
+        + " | ".join(f"ours ÷ {RATIO_TITLES[label]}" for label in OTHERS)
+        + " | target | met |",
+        "|---|" + "---:|" * (len(SERVERS) + len(OTHERS)) + "---|---|",
     ]
     for row in results.get("summary", []):
         met = {True: "yes", False: "**no**", None: ""}[row["met"]]
-        ratio = "" if row["ratio"] is None else f"{_fmt(row['ratio'])}x"
+        values = [_fmt(row["values"].get(label), row["unit"]) for label in SERVERS]
+        ratios = [
+            f"{_fmt(row['ratios'][label])}x" if label in row["ratios"] else "" for label in OTHERS
+        ]
         lines.append(
-            f"| {row['figure']} | {_fmt(row['ours'], row['unit'])} | "
-            f"{_fmt(row['usual'], row['unit'])} | {ratio} | {row['target']} | {met} |"
+            f"| {row['figure']} | {' | '.join(values)} | {' | '.join(ratios)} | "
+            f"{row['target']} | {met} |"
         )
     lines += ["", *_method(results), ""]
     if results.get("problems"):
@@ -326,17 +315,20 @@ def _method(results: dict[str, Any]) -> list[str]:
     fresh = figures.get("fresh_to_green", {})
     lines = [
         f"Medians of {p.get('http_reps', p['reps'])} throughput runs and {p['reps']} latency "
-        "runs per app, in turn (ours, usual, ours, usual, ...). One "
+        f"runs per app, in turn ({', '.join(SERVERS)}, ...). One "
         "uvicorn process per app (no access log), one Celery worker "
-        f"(prefork, concurrency {p['worker_concurrency']}), both apps on the same broker and "
-        "result backend. The usual pattern is `bench/apps/usual_app.py`: the guide's code "
+        f"(prefork, concurrency {p['worker_concurrency']}), every app on the same broker and "
+        "result backend. Ours with the fast paths off is the same render with "
+        "`FAST_PATHS=false`. The usual pattern is `bench/apps/usual_app.py`: the guide's code "
         "(blocking `delay()`/`AsyncResult` in `async def`, SSE polling every second), with "
-        "the service's own Celery app and tasks.",
+        "the service's own Celery app and tasks; the careful pattern "
+        "(`bench/apps/careful_app.py`) is the same with `delay()` and `AsyncResult` in a "
+        "thread (`run_in_threadpool`).",
         f"- Throughput: `wrk -t1 -c{p['wrk_connections']} -d{p['wrk_seconds']}s` (POST body "
         "from a Lua script; status reads go round 100 finished tasks' ids), no worker "
         "running (queued tasks are purged after each run). Every response must be 2xx.",
         "- Event-loop lag: inside each API process, a task sleeps 2 ms in a loop and records "
-        "how late it wakes (`bench/apps/lagwrap.py`, an ASGI pass-through around both apps); "
+        "how late it wakes (`bench/apps/lagwrap.py`, an ASGI pass-through around every app); "
         "the idle process runs the same monitor (`bench/apps/lagmonitor.py`) and serves "
         "nothing, beside the load: its lag is what the machine adds (other processes on the "
         f"two CPUs, the hypervisor). A stall is an idle-process wake-up more than {STALL_MS:g} ms "
@@ -345,8 +337,9 @@ def _method(results: dict[str, Any]) -> list[str]:
         "sample stand beside them. The probe row is the outside view: sequential `GET /` "
         "requests every 10 ms during the load (an upper bound that includes queueing behind "
         "wrk's connections).",
-        f"- Latency: {p['latency_samples']['ours']} (ours) / {p['latency_samples']['usual']} "
-        "(usual) sequential no-op tasks per run (`POST /api/process` with `{}`, then the "
+        "- Latency: "
+        + ", ".join(f"{p['latency_samples'][label]} ({label})" for label in SERVERS)
+        + " sequential no-op tasks per run (`POST /api/process` with `{}`, then the "
         "task's SSE stream until its final event); POST with httpx, streams read with a lean "
         "asyncio HTTP/1.1 reader (`clients.read_stream`).",
         "- Fan-out: N streams (the lean reader, one asyncio process) over "
@@ -372,7 +365,13 @@ def _method(results: dict[str, Any]) -> list[str]:
             f"; from git HEAD (Copier clones the repository) vs {folder:.2f} s from a plain "
             "folder."
         )
-    lines += ["", "Per run (ours / usual):", "", "| figure | ours | usual |", "|---|---|---|"]
+    lines += [
+        "",
+        "Per run:",
+        "",
+        "| figure | " + " | ".join(TITLES[label] for label in SERVERS) + " |",
+        "|---|" + "---|" * len(SERVERS),
+    ]
     for kind, key, unit in (
         ("root", "rps", "req/s"),
         ("enqueue", "rps", "req/s"),
@@ -409,7 +408,7 @@ def _method(results: dict[str, Any]) -> list[str]:
             ", ".join(_fmt(run[key], unit) for run in _runs(results, kind, label))
             for label in SERVERS
         ]
-        lines.append(f"| {kind}: {key} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {kind}: {key} | {' | '.join(cells)} |")
     for n, by_label in sorted(figures.get("fanout", {}).items(), key=lambda kv: int(kv[0])):
         for key, unit in (
             ("delivery_p50_ms", "ms"),
@@ -419,8 +418,10 @@ def _method(results: dict[str, Any]) -> list[str]:
             ("api_cpu_s", "s"),
             ("client_cpu_s", "s"),
         ):
-            cells = [", ".join(_fmt(r[key], unit) for r in by_label[label]) for label in SERVERS]
-            lines.append(f"| fan-out {n}: {key} | {cells[0]} | {cells[1]} |")
+            cells = [
+                ", ".join(_fmt(r[key], unit) for r in by_label.get(label, [])) for label in SERVERS
+            ]
+            lines.append(f"| fan-out {n}: {key} | {' | '.join(cells)} |")
     lines += ["", "Redis commands per request (last run):", ""]
     for kind in ("enqueue", "status"):
         for label in SERVERS:

@@ -1,4 +1,5 @@
-"""The benchmark: the rendered default service against the usual pattern, side by side.
+"""The benchmark: the rendered default service, with and without its fast paths, against the
+careful and the usual pattern, side by side.
 
 `uv run python -m bench` (full, a few minutes) or `uv run python -m bench --smoke` (seconds).
 See bench/__init__.py for what is measured and how.
@@ -74,7 +75,7 @@ FULL = Profile(
     wrk_seconds=10,
     wrk_connections=32,
     warmup_seconds=2,
-    latency_samples={"ours": 100, "usual": 20},
+    latency_samples={"ours": 100, "ours-off": 100, "careful": 20, "usual": 20},
     fanout_streams=(100, 1000),
     fanout_reps=2,
     fanout_tasks=10,
@@ -92,7 +93,7 @@ SMOKE = Profile(
     wrk_seconds=1,
     wrk_connections=8,
     warmup_seconds=1,
-    latency_samples={"ours": 3, "usual": 2},
+    latency_samples={"ours": 3, "ours-off": 3, "careful": 2, "usual": 2},
     fanout_streams=(20,),
     fanout_reps=1,
     fanout_tasks=2,
@@ -103,7 +104,16 @@ SMOKE = Profile(
     fresh_to_green=False,
 )
 
-SERVERS = ("ours", "usual")
+SERVERS = report.SERVERS
+OURS = ("ours", "ours-off")
+# The ASGI app each contender serves ("{package}" is the rendered package), and its settings.
+APPS = {
+    "ours": "{package}.main:app",
+    "ours-off": "{package}.main:app",
+    "careful": "careful_app:app",
+    "usual": "usual_app:app",
+}
+APP_ENV = {"ours-off": {"FAST_PATHS": "false"}}
 
 
 def log(message: str) -> None:
@@ -262,7 +272,7 @@ class Stack:
 
     def api(self, label: str) -> ServiceProcess:
         port = int(self.bases[label].rsplit(":", 1)[1])
-        target = f"{self.package}.main:app" if label == "ours" else "usual_app:app"
+        target = APPS[label].format(package=self.package)
         return ServiceProcess(
             name=f"api-{label}",
             args=[
@@ -278,7 +288,7 @@ class Stack:
             ],
             cwd=self.project.path,
             log_path=self.logs / f"api-{label}.log",
-            env={**self.env, "BENCH_ASGI_APP": target},
+            env={**self.env, **APP_ENV.get(label, {}), "BENCH_ASGI_APP": target},
             ready_url=f"{self.bases[label]}/",
         )
 
@@ -617,7 +627,8 @@ async def run_stack(stack: Stack, results: dict[str, Any]) -> None:
         for streams, label in plan:
             log(f"fan-out: {label}, {streams} streams on {profile.fanout_tasks} tasks")
             run = await fanout_run(stack, label, streams, client)
-            figures["fanout"].setdefault(str(streams), {"ours": [], "usual": []})[label].append(run)
+            by_label = figures["fanout"].setdefault(str(streams), {name: [] for name in SERVERS})
+            by_label[label].append(run)
             log(
                 f"  delivered {run['updates_delivered']}/{run['updates_expected']}, "
                 f"completed {run['streams_completed']}/{streams}, "
@@ -646,8 +657,8 @@ async def run_stack(stack: Stack, results: dict[str, Any]) -> None:
 
 
 def check(results: dict[str, Any], profile: Profile) -> list[str]:
-    """What must hold whatever the timings: every phase ran, every stream of ours got
-    every update, every stream of both apps got its final event."""
+    """What must hold whatever the timings: every phase ran, every stream of ours (with
+    and without the fast paths) got every update, every stream of every app its final event."""
     problems = []
     figures = results["figures"]
     expected_runs = {kind: profile.http_reps for kind in ("root", "enqueue", "status")}
@@ -663,9 +674,9 @@ def check(results: dict[str, Any], profile: Profile) -> list[str]:
                         f"fan-out {streams}/{label}: {run['streams_completed']} of "
                         f"{run['streams']} streams completed: {run['stream_errors']}"
                     )
-                if label == "ours" and run["updates_delivered"] != run["updates_expected"]:
+                if label in OURS and run["updates_delivered"] != run["updates_expected"]:
                     problems.append(
-                        f"fan-out {streams}/ours: {run['updates_delivered']} of "
+                        f"fan-out {streams}/{label}: {run['updates_delivered']} of "
                         f"{run['updates_expected']} updates delivered"
                     )
     return problems
@@ -698,7 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "servers": {},
         "figures": {
-            kind: {"ours": [], "usual": []} for kind in ("root", "enqueue", "status", "latency")
+            kind: {label: [] for label in SERVERS}
+            for kind in ("root", "enqueue", "status", "latency")
         },
     }
     results["figures"]["fanout"] = {}

@@ -1,8 +1,9 @@
 """The benchmark keeps working: `python -m bench --smoke` completes and writes its results.
 
-Pass/fail never depends on timings: only on every phase completing, every SSE stream of the
-service getting every progress update, and every stream of both apps its final event (the
-benchmark itself exits non-zero otherwise).
+Pass/fail never depends on timings: only on every phase completing for each of the four
+contenders, every SSE stream of the service (with and without its fast paths) getting every
+progress update, and every stream of every app its final event (the benchmark itself exits
+non-zero otherwise).
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ def test_benchmark_smoke_run_completes(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "smoke.json").read_text())
     assert results["problems"] == [], output
     assert (tmp_path / "smoke.md").read_text().startswith("## Benchmark results"), output
+    contenders = ("ours", "ours-off", "careful", "usual")
+    for kind in ("root", "enqueue", "status", "latency"):
+        assert all(results["figures"][kind][label] for label in contenders), (kind, output)
     fanout = results["figures"]["fanout"]
     assert fanout, output
     for by_label in fanout.values():
-        for run in by_label["ours"]:
+        assert all(by_label[label] for label in contenders), output
+        for run in (*by_label["ours"], *by_label["ours-off"]):
             assert run["updates_delivered"] == run["updates_expected"], run

@@ -1425,6 +1425,32 @@ def test_broker_down_is_503_and_leaves_no_record(stack: Stack) -> None:
         assert ready.json()["result_backend"] == "ok", ready.text
 
 
+@each(lambda v: v.is_default)
+def test_fast_paths_off_serve_the_same(stack: Stack, worker: ServiceProcess) -> None:
+    """An API with FAST_PATHS=false (Celery's publish in a thread, saferepr, no turn budget)
+    beside the stack's: submits, chains, reads and streams work as with the fast paths."""
+    api, base_url = api_with_env(stack, "api-fast-paths-off", FAST_PATHS="false")
+    with api, httpx.Client(base_url=base_url, timeout=10) as client:
+
+        def final(task_id: str) -> dict[str, Any]:
+            body = wait_for_task(
+                client, task_id, FINAL_STATUSES, timeout=TASK_TIMEOUT, diagnostics=stack.diagnostics
+            )
+            assert body["status"] == "success", f"{body}\n{api.describe('API', 30)}"
+            return body
+
+        data = {"b": [1, 2], "a": {"x": True}}
+        result = final(stack.submit("/api/process", client, json={"data": data}))["result"]
+        assert result["checksum"] == canonical_checksum(data), result
+        workflow = stack.submit("/api/workflow", client, json={"data": {" Key ": 1}})
+        assert final(workflow)["result"]["steps"] == ["validate", "transform", "summarize"]
+        report = stack.submit("/api/report/3", client)
+        response, events = read_sse(f"{base_url}/api/task/{report}/stream", timeout=30)
+        assert response.status_code == 200, response.text
+        assert events[-1].event == "complete", events
+        stack.expect(client.get(f"/api/task/{uuid.uuid4()}"), 404)
+
+
 def unreachable_result_backend_url(result_backend: str) -> str:
     if result_backend == "redis":
         return f"redis://127.0.0.1:{closed_port()}/1"

@@ -182,7 +182,7 @@ TRACES = (
         paths=r"test_redis_broker|test_message_cache|publishing/(redis|factory|message_cache)\.py$",
         text=(
             r"(?i)visibility_timeout|redis://[^\s\"']*/0\b|RedisPublisher|create_publisher|LPUSH"
-            r"|MessageCache"
+            r"|MessageCache|message cache|direct Redis publish|_dump_pydantic_arguments|_connparams"
         ),
     ),
     Trace(
@@ -327,6 +327,7 @@ def expected_settings(variant: Variant) -> dict[str, bool]:
         "MAX_BODY_BYTES": True,
         "MAX_JSON_DEPTH": True,
         "MAX_JSON_ITEMS": True,
+        "FAST_PATHS": True,
         "REPORT_STEPS": True,
         "REPORT_STEP_DELAY_SECONDS": True,
         "BROKER_VISIBILITY_TIMEOUT_SECONDS": v.broker == "redis",

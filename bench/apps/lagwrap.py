@@ -6,7 +6,7 @@ loop's lag since the previous call (`lagmonitor.py`; the call resets it), and wh
 runs on (event loop class, HTTP parser), so the report can say so. `GET /__bench__/lag?reset`
 only resets.
 
-This wraps both apps the same way; every other request goes straight to the wrapped app.
+This wraps every app the same way; every other request goes straight to the wrapped app.
 """
 
 import asyncio
