@@ -192,22 +192,45 @@ def _wait_for_success(
     return last
 
 
+@pytest.mark.parametrize("result_backend", ["redis", "postgresql"])
 def test_running_tasks_survive_a_result_backend_outage(
-    rendered_projects: RenderedProjects, tmp_path: Path
+    rendered_projects: RenderedProjects, tmp_path: Path, result_backend: str
 ) -> None:
-    """Ten reports, five running, when the result Redis stops for 20 s (longer than Celery's
-    default retries of a result write last): every one ends in success once it is back."""
-    require_redis_server()
-    project = rendered_projects.synced(DEFAULT_PYTHON, Variant())
+    """Ten reports, five running, when the result backend goes away for 20 s (longer than
+    Celery's default retries of a result write last): every one ends in success once it is
+    back. Redis: a private redis-server, stopped and started again (empty). PostgreSQL: a TCP
+    proxy in front of it, killed (its connections reset, new ones refused) and started again.
+    """
+    variant = Variant() if result_backend == "redis" else RABBITMQ_POSTGRESQL
+    project = rendered_projects.synced(DEFAULT_PYTHON, variant)
     outage_seconds = 20.0
     with contextlib.ExitStack() as stack:
-        broker_port = stack.enter_context(private_redis_server(tmp_path / "broker"))
-        first_redis = contextlib.ExitStack()  # closed for the outage
-        stack.push(first_redis)
-        port = first_redis.enter_context(private_redis_server(tmp_path / "redis"))
+        urls = stack.enter_context(backend_urls(variant, tmp_path))
+        start_outage: Callable[[], None]
+        if result_backend == "redis":
+            # The broker stays on the first private Redis; the results get one of their own.
+            results = contextlib.ExitStack()
+            stack.push(results)
+            port = results.enter_context(private_redis_server(tmp_path / "results"))
+            urls["result_backend"] = f"redis://127.0.0.1:{port}/0"
+            start_outage = results.close
+
+            def end_outage() -> None:
+                stack.enter_context(private_redis_server(tmp_path / "results", port=port))
+
+        else:
+            target_port = urlsplit(urls["result_backend"]).port
+            assert target_port is not None
+            proxy = stack.enter_context(TcpProxy(target_port))
+            urls["result_backend"] = through_proxy(urls["result_backend"], proxy)
+            start_outage = proxy.stop
+
+            def end_outage() -> None:
+                stack.enter_context(TcpProxy(target_port, port=proxy.port))
+
         env = {
-            "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker_port}/0",
-            "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:{port}/0",
+            "CELERY_BROKER_URL": urls["broker"],
+            "CELERY_RESULT_BACKEND": urls["result_backend"],
             "WEBHOOK_SECRET": uuid.uuid4().hex,
             "REPORT_STEPS": "20",
             "REPORT_STEP_DELAY_SECONDS": "0.5",
@@ -237,14 +260,14 @@ def test_running_tasks_survive_a_result_backend_outage(
         )
         log_offset = worker.log_size()
 
-        first_redis.close()
+        start_outage()
         time.sleep(outage_seconds)
         assert worker.running, f"the worker exited during the outage\n{diagnostics()}"
-        stack.enter_context(private_redis_server(tmp_path / "redis", port=port))
+        end_outage()
 
         states = _wait_for_success(client, task_ids, 3 * TASK_TIMEOUT, diagnostics)
         lost = [task_id for task_id in task_ids if states.get(task_id) != "success"]
-        print(f"result backend outage of {outage_seconds:.0f} s: {len(lost)} of 10 tasks lost")
+        print(f"{result_backend} outage of {outage_seconds:.0f} s: {len(lost)} of 10 tasks lost")
         assert not lost, f"{states}\n{diagnostics()}"
         outage_log = worker.log_since(log_offset)
         tracebacks = outage_log.count("Traceback (most recent call last)")
