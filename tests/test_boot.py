@@ -1430,7 +1430,7 @@ def test_fast_paths_off_serve_the_same(stack: Stack, worker: ServiceProcess) -> 
     """An API with FAST_PATHS=false (Celery's publish in a thread, saferepr, no turn budget)
     beside the stack's: submits, chains, reads and streams work as with the fast paths."""
     api, base_url = api_with_env(stack, "api-fast-paths-off", FAST_PATHS="false")
-    with api, httpx.Client(base_url=base_url, timeout=10) as client:
+    with api, httpx.Client(base_url=base_url, headers=stack.headers, timeout=10) as client:
 
         def final(task_id: str) -> dict[str, Any]:
             body = wait_for_task(
@@ -1445,7 +1445,9 @@ def test_fast_paths_off_serve_the_same(stack: Stack, worker: ServiceProcess) -> 
         workflow = stack.submit("/api/workflow", client, json={"data": {" Key ": 1}})
         assert final(workflow)["result"]["steps"] == ["validate", "transform", "summarize"]
         report = stack.submit("/api/report/3", client)
-        response, events = read_sse(f"{base_url}/api/task/{report}/stream", timeout=30)
+        response, events = read_sse(
+            f"{base_url}/api/task/{report}/stream", timeout=30, headers=stack.headers
+        )
         assert response.status_code == 200, response.text
         assert events[-1].event == "complete", events
         stack.expect(client.get(f"/api/task/{uuid.uuid4()}"), 404)

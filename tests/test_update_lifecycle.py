@@ -69,7 +69,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 def test_greeting(client: TestClient, wait_for_task: Callable[..., dict[str, Any]]) -> None:
-    response = client.post("/api/greetings/Ada")
+    response = client.post("/api/greetings/Ada", headers={"Content-Type": "application/json"})
     assert response.status_code == 202, response.text
     body = wait_for_task(response.json()["task_id"])
     assert body["status"] == "success", body

@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,8 @@ from ..celery_app import celery_app
 from ..config import get_settings
 
 JSONDict = dict[str, Any]
+
+logger = logging.getLogger(__name__)
 
 
 def checksum(value: object) -> str:
@@ -53,6 +56,18 @@ def _report_section(user_id: int, step: int) -> JSONDict:
     return {"section": step, "rows": len(rows), "checksum": checksum(rows)}
 
 
+def _report_progress(task: Task, step: int, total: int) -> None:
+    """Progress only informs: a write the result backend still refuses after its retries is
+    logged, and the task goes on (its result is stored, and retried, on its own)."""
+    try:
+        task.update_state(
+            state="PROGRESS",
+            meta={"current": step, "total": total, "percent": round(100 * step / total)},
+        )
+    except Exception as exc:  # each backend has its own errors
+        logger.warning("Progress of task %s not stored: %r", task.request.id, exc)
+
+
 @celery_app.task(bind=True)
 def generate_report(self: Task, user_id: int) -> JSONDict:
     """Build a report section by section, reporting progress after each one."""
@@ -61,10 +76,7 @@ def generate_report(self: Task, user_id: int) -> JSONDict:
     sections = []
     for step in range(1, total + 1):
         sections.append(_report_section(user_id, step))
-        self.update_state(
-            state="PROGRESS",
-            meta={"current": step, "total": total, "percent": round(100 * step / total)},
-        )
+        _report_progress(self, step, total)
         time.sleep(settings.report_step_delay_seconds)
     return {"user_id": user_id, "sections": total, "checksum": checksum(sections)}
 
