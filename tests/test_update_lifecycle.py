@@ -12,6 +12,8 @@ template repository (tests/updating.py), run as the `copier` command a user type
 
 from __future__ import annotations
 
+import re
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -123,7 +125,15 @@ def test_owner_code_dependency_and_deletion_survive_an_update_that_flips_an_opti
     assert (answers["_commit"], answers["use_flower"]) == (NEW, False)
 
     # The README's checks, on a real `uv sync` (which resolves tenacity and drops flower).
-    (project / ".env").write_text((project / ".env.example").read_text())
+    # .env as the README makes it: .env.example with its empty secrets filled in.
+    env_example = (project / ".env.example").read_text()
+    (project / ".env").write_text(
+        re.sub(
+            r"(?m)^(API_KEYS|WEBHOOK_SECRET)=$",
+            lambda empty: empty[0] + secrets.token_urlsafe(32),
+            env_example,
+        )
+    )
     uv_sync(project)
     service = RenderedProject(project, answers)
     for command in (
