@@ -42,8 +42,17 @@ EXPECTED_FILES = (
     "src/my_service/celery_app.py",
     "src/my_service/models.py",
     "src/my_service/main.py",
+    "src/my_service/dependencies.py",
+    "src/my_service/routers/_shared.py",
+    "src/my_service/_internal/__init__.py",
 )
-EXPECTED_DIRS = ("src/my_service/tasks", "src/my_service/routers", "tests", "tests/integration")
+EXPECTED_DIRS = (
+    "src/my_service/tasks",
+    "src/my_service/routers",
+    "src/my_service/_internal",
+    "tests",
+    "tests/integration",
+)
 
 
 @pytest.fixture

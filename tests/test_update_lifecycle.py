@@ -49,7 +49,7 @@ from fastapi import APIRouter, status
 from ..dependencies import Submitter
 from ..models import TaskAccepted
 from ..tasks.greetings import greet
-from .tasks import queued
+from ._shared import queued
 
 router = APIRouter(prefix="/api", tags=["greetings"])
 

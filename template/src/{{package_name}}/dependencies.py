@@ -4,8 +4,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from .results import ResultStore
-from .submit import TaskSubmitter
+from ._internal.results import ResultStore
+from ._internal.submit import TaskSubmitter
 
 
 # async: a plain def dependency would run in a worker thread on every request.

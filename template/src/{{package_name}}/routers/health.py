@@ -1,3 +1,8 @@
+"""Liveness and readiness probes, for orchestrators and load balancers.
+
+Your endpoints go in a module of their own in `routers/` (as `tasks.py`), not here.
+"""
+
 import logging
 from urllib.parse import urlsplit
 

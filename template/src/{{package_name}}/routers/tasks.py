@@ -1,3 +1,10 @@
+"""The task endpoints: submit work, read a task's status, cancel it.
+
+To add an endpoint here: a function decorated with `@router.post(...)` (or `.get`, ...);
+submit a task through the `Submitter` dependency and answer `queued(task_id, ...)` from
+`_shared.py`. Another feature gets a module of its own in `routers/`, with its own `router`.
+"""
+
 import logging
 from typing import Annotated, Any
 
@@ -6,13 +13,12 @@ from celery import chain
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, status
 from kombu.exceptions import OperationalError
 
+from .._internal.results import ResultStore, TaskState
+from .._internal.submit import ServiceUnavailableError, backend_errors_as_unavailable
+from .._internal.task_status import status_body
 from ..celery_app import celery_app
 from ..dependencies import Store, Submitter
 from ..models import LogAccepted, TaskAccepted, TaskRequest, TaskStatusResponse
-from ..responses import JSON_BODY_ERRORS
-from ..results import ResultStore, TaskState
-from ..submit import ServiceUnavailableError, backend_errors_as_unavailable
-from ..task_status import status_body
 from ..tasks.processing import (
     async_process_data,
     generate_report,
@@ -21,15 +27,11 @@ from ..tasks.processing import (
     transform_payload,
     validate_payload,
 )
+from ._shared import JSON_BODY_ERRORS, NOT_FOUND, TaskId, queued
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api", tags=["tasks"])
-
-TaskId = Annotated[str, Path(min_length=1, max_length=255)]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    status.HTTP_404_NOT_FOUND: {"description": "No task was submitted with this id"}
-}
 
 
 async def read_state(store: ResultStore, task_id: str) -> TaskState:
@@ -40,10 +42,6 @@ async def read_state(store: ResultStore, task_id: str) -> TaskState:
     if state is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No task with id {task_id}")
     return state
-
-
-def queued(task_id: str, what: str) -> TaskAccepted:
-    return TaskAccepted(task_id=task_id, message=f"{what} queued; status at /api/task/{task_id}")
 
 
 def log_request(data: dict[str, Any]) -> None:

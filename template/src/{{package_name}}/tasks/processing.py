@@ -1,4 +1,8 @@
-"""Data processing tasks: sync, async, with progress, and a three-step workflow."""
+"""Data processing tasks: sync, async, with progress, and a three-step workflow.
+
+To add a task: a function decorated with `@celery_app.task` here, or in a new module of
+`tasks/` (the worker imports every one); an endpoint submits it with `Submitter`.
+"""
 
 import asyncio
 import hashlib
@@ -9,7 +13,7 @@ from typing import Any
 
 from celery import Task
 
-from .. import worker_loop
+from .._internal import worker_loop
 from ..celery_app import celery_app
 from ..config import get_settings
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from .models import TaskStatus, TaskStatusResponse
+from ..models import TaskStatus, TaskStatusResponse
 from .results import TaskState
 
 _STATUS_BY_STATE: dict[str, TaskStatus] = {

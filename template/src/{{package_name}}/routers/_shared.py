@@ -1,6 +1,19 @@
-"""Error answers shared by the endpoints that take a JSON body, for their OpenAPI schema."""
+"""What the endpoints of several routers share: the answer to a queued task, the task id path
+parameter, the 404 for an unknown task id and the errors of a JSON body in the OpenAPI schema.
 
-from typing import Any
+No `router` here: `discover_routers()` skips modules whose name starts with `_`.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import Path, status
+
+from ..models import TaskAccepted
+
+TaskId = Annotated[str, Path(min_length=1, max_length=255)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"description": "No task was submitted with this id"}
+}
 
 # As `openapi_extra`: merged into FastAPI's own entries, so its 422 keeps its schema.
 JSON_BODY_ERRORS: dict[str, Any] = {
@@ -21,3 +34,8 @@ JSON_BODY_ERRORS: dict[str, Any] = {
         },
     }
 }
+
+
+def queued(task_id: str, what: str) -> TaskAccepted:
+    """The 202 answer to a submitted task: its id and where to read its status."""
+    return TaskAccepted(task_id=task_id, message=f"{what} queued; status at /api/task/{task_id}")
