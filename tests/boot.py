@@ -63,6 +63,10 @@ T = TypeVar("T")
 BOOT_API_KEY = "boot-test-api-key-0123456789abcdef"
 
 
+# Every POST declares JSON, bodiless ones too (the service answers 415 otherwise).
+JSON_CONTENT = {"Content-Type": "application/json"}
+
+
 def api_headers(variant: Variant) -> dict[str, str]:
     """The headers a client of the variant's API sends: its key, if the variant has keys."""
     return {"Authorization": f"Bearer {BOOT_API_KEY}"} if variant.has_api_key else {}

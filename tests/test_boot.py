@@ -36,6 +36,7 @@ import pytest
 
 from tests.boot import (
     BOOT_API_KEY,
+    JSON_CONTENT,
     Backends,
     PostgresResultRecords,
     RedisResultRecords,
@@ -83,7 +84,7 @@ STATUS_POLL_LINE = r'"GET /api/task/[^/ ]+ HTTP/1\.1" 200'
 
 FINAL_STATUSES = frozenset({"success", "failure", "revoked"})
 # Every POST declares JSON, one without a body too (else 415).
-JSON_CONTENT, TEXT_PLAIN = {"Content-Type": "application/json"}, {"Content-Type": "text/plain"}
+TEXT_PLAIN = {"Content-Type": "text/plain"}
 # The origin whose pages may call the booted APIs (CORS_ALLOW_ORIGINS), and one that may not.
 ALLOWED_ORIGIN, FOREIGN_ORIGIN = "https://app.example.com", "https://elsewhere.example.net"
 

@@ -26,7 +26,10 @@ import httpx
 import pytest
 
 from tests.boot import (
+    BOOT_API_KEY,
+    JSON_CONTENT,
     TcpProxy,
+    api_headers,
     api_process,
     free_port,
     private_redis_server,
@@ -53,6 +56,22 @@ RABBITMQ_POSTGRESQL = next(
     for b in BOOT_VARIANTS
     if (b.variant.broker, b.variant.result_backend) == ("rabbitmq", "postgresql")
 )
+
+
+def service_env(urls: dict[str, str]) -> dict[str, str]:
+    """The API's and the worker's environment: the broker and backend, and real secrets."""
+    return {
+        "CELERY_BROKER_URL": urls["broker"],
+        "CELERY_RESULT_BACKEND": urls["result_backend"],
+        "WEBHOOK_SECRET": uuid.uuid4().hex,
+        "API_KEYS": BOOT_API_KEY,
+    }
+
+
+def api_client(port: int, variant: Variant, timeout: float) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", timeout=timeout, headers=api_headers(variant)
+    )
 
 
 def through_proxy(url: str, proxy: TcpProxy) -> str:
@@ -116,18 +135,14 @@ def test_frozen_peer_gives_503_within_the_bound_and_the_service_recovers(
         proxy = stack.enter_context(TcpProxy(target_port))
         urls[peer] = through_proxy(urls[peer], proxy)
         env = {
-            "CELERY_BROKER_URL": urls["broker"],
-            "CELERY_RESULT_BACKEND": urls["result_backend"],
-            "WEBHOOK_SECRET": uuid.uuid4().hex,
+            **service_env(urls),
             "BROKER_SOCKET_TIMEOUT_SECONDS": str(SOCKET_TIMEOUT),
         }
         api_port = free_port()
         api = stack.enter_context(
             api_process(project, port=api_port, env=env, log_path=tmp_path / "api.log")
         )
-        client = stack.enter_context(
-            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=300)
-        )
+        client = stack.enter_context(api_client(api_port, variant, timeout=300))
 
         def submit() -> httpx.Response:
             return client.post("/api/process", json={"data": {"frozen": peer}})
@@ -229,9 +244,7 @@ def test_running_tasks_survive_a_result_backend_outage(
                 stack.enter_context(TcpProxy(target_port, port=proxy.port))
 
         env = {
-            "CELERY_BROKER_URL": urls["broker"],
-            "CELERY_RESULT_BACKEND": urls["result_backend"],
-            "WEBHOOK_SECRET": uuid.uuid4().hex,
+            **service_env(urls),
             "REPORT_STEPS": "20",
             "REPORT_STEP_DELAY_SECONDS": "0.5",
             "BROKER_SOCKET_TIMEOUT_SECONDS": "1",
@@ -243,16 +256,14 @@ def test_running_tasks_survive_a_result_backend_outage(
         worker = stack.enter_context(
             worker_process(project, env=env, log_path=tmp_path / "worker.log", concurrency=5)
         )
-        client = stack.enter_context(
-            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
-        )
+        client = stack.enter_context(api_client(api_port, variant, timeout=30))
 
         def diagnostics() -> str:
             return f"{api.describe('API', 30)}\n{worker.describe('worker', 80)}"
 
         task_ids = []
         for user_id in range(1, 11):
-            accepted = client.post(f"/api/report/{user_id}")
+            accepted = client.post(f"/api/report/{user_id}", headers=JSON_CONTENT)
             assert accepted.status_code == 202, accepted.text
             task_ids.append(accepted.json()["task_id"])
         wait_for_task(
@@ -282,15 +293,14 @@ def test_a_killed_worker_s_task_is_delivered_again_within_the_stated_bound(
     """Redis broker: the only worker is killed with SIGKILL mid-report, and another one
     started; the report runs again and succeeds within the visibility timeout plus the sweep
     interval (the bound the README states), plus the report's own run time."""
-    project = rendered_projects.synced(DEFAULT_PYTHON, Variant())
+    variant = Variant()
+    project = rendered_projects.synced(DEFAULT_PYTHON, variant)
     visibility_timeout = 10
     report_seconds = 10 * 0.3
     with contextlib.ExitStack() as stack:
-        urls = stack.enter_context(backend_urls(Variant(), tmp_path))
+        urls = stack.enter_context(backend_urls(variant, tmp_path))
         env = {
-            "CELERY_BROKER_URL": urls["broker"],
-            "CELERY_RESULT_BACKEND": urls["result_backend"],
-            "WEBHOOK_SECRET": uuid.uuid4().hex,
+            **service_env(urls),
             "BROKER_VISIBILITY_TIMEOUT_SECONDS": str(visibility_timeout),
             "TASK_SOFT_TIME_LIMIT_SECONDS": "6",
             "TASK_TIME_LIMIT_SECONDS": "8",
@@ -304,14 +314,12 @@ def test_a_killed_worker_s_task_is_delivered_again_within_the_stated_bound(
         first = stack.enter_context(
             worker_process(project, env=env, log_path=tmp_path / "first.log", concurrency=1)
         )
-        client = stack.enter_context(
-            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
-        )
+        client = stack.enter_context(api_client(api_port, variant, timeout=30))
 
         def diagnostics() -> str:
             return f"{api.describe('API', 30)}\n{first.describe('first worker', 40)}"
 
-        accepted = client.post("/api/report/7")
+        accepted = client.post("/api/report/7", headers=JSON_CONTENT)
         assert accepted.status_code == 202, accepted.text
         task_id = accepted.json()["task_id"]
         wait_for_task(client, task_id, {"progress"}, timeout=TASK_TIMEOUT, diagnostics=diagnostics)
