@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.boot import SseParser
+from harness.sse import SseParser
 
 # The rendered service's API key (its API_KEYS), sent by every client: the usual app ignores it.
 API_KEY = "benchmark-api-key-0123456789abcdef"

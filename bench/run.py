@@ -28,14 +28,14 @@ import httpx
 import redis
 
 from bench import clients, report
-from tests.boot import (
+from harness.processes import (
     ServiceProcess,
     free_port,
     private_redis_server,
     redis_databases,
     worker_process,
 )
-from tests.rendering import (
+from harness.rendering import (
     TEMPLATE_ROOT,
     RenderedProject,
     project_env,

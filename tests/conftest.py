@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +22,9 @@ from typing import Any
 
 import pytest
 
-# The helpers can be imported as `tests.rendering` (tests/ is a package) or, as the boot
-# tests do, as plain `rendering`, `services`, `boot`: put tests/ on the path for the latter.
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
-
-
+from harness.rendering import TEMPLATE_ROOT
 from tests.matrix import SharedResults, VariantRenders
 from tests.projects import RenderedProjects, shared_temp_root
-from tests.rendering import TEMPLATE_ROOT
 from tests.shards import add_shard_option, deselect_other_shards
 from tests.updating import build_template_versions
 from tests.variants import BOOT_VARIANTS, boot_scope, static_scope

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.rendering import render, run_in_project, snapshot_template, uv_sync
 from tests.projects import locked, prepare_once
-from tests.rendering import render, run_in_project, snapshot_template, uv_sync
 from tests.variants import BROKERS, FLAGS, RESULT_BACKENDS, Variant
 
 DEFAULT_PYTHON = "3.13"  # copier.yml's default python_version: the one variants use

@@ -33,14 +33,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.rendering import (
+from harness.rendering import (
     NEWEST,
     RenderedProject,
     available_python_versions,
     copier_answers,
     render,
 )
-from tests.services import skip_or_fail
+from harness.services import skip_or_fail
 from tests.variants import Variant
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")  # the choices of copier.yml's python_version

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.rendering import render
+from harness.rendering import render
 from tests.variants import INVALID_VARIANT, Variant
 
 BAD_ANSWERS = [

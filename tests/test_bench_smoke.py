@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.rendering import TEMPLATE_ROOT
+from harness.services import require_redis, skip_or_fail
 from tests.projects import require_python
-from tests.rendering import TEMPLATE_ROOT
-from tests.services import require_redis, skip_or_fail
 
 pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("bench-smoke")]
 

@@ -34,40 +34,39 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.boot import (
-    BOOT_API_KEY,
-    JSON_CONTENT,
-    Backends,
-    PostgresResultRecords,
-    RedisResultRecords,
+from harness.processes import (
     ServiceProcess,
-    SmtpSink,
-    SseEvent,
-    WebhookReceiver,
-    api_headers,
     api_process,
     closed_port,
-    follow_like_event_source,
     free_port,
-    publish_raw_task,
-    read_sse,
-    read_sse_in_background,
     run_to_exit,
-    store_task_states,
-    variant_backends,
-    wait_for_task,
     worker_process,
 )
-from tests.matrix import DEFAULT_PYTHON
-from tests.projects import RenderedProjects
-from tests.rendering import RenderedProject
-from tests.services import (
+from harness.rendering import RenderedProject
+from harness.services import (
     RABBITMQ_HOST,
     RABBITMQ_MANAGEMENT_PORT,
     RABBITMQ_PASSWORD,
     RABBITMQ_USER,
     rabbitmq_api_url,
 )
+from harness.sse import SseEvent, follow_like_event_source, read_sse, read_sse_in_background
+from tests.boot import (
+    BOOT_API_KEY,
+    JSON_CONTENT,
+    Backends,
+    PostgresResultRecords,
+    RedisResultRecords,
+    SmtpSink,
+    WebhookReceiver,
+    api_headers,
+    publish_raw_task,
+    store_task_states,
+    variant_backends,
+    wait_for_task,
+)
+from tests.matrix import DEFAULT_PYTHON
+from tests.projects import RenderedProjects
 from tests.variants import BootVariant, Variant, boot_params
 
 pytestmark = pytest.mark.boot

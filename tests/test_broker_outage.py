@@ -19,19 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.boot import (
-    BOOT_API_KEY,
-    api_headers,
-    api_process,
-    free_port,
-    private_redis_server,
-    read_sse_in_background,
-    wait_for_task,
-    worker_process,
-)
+from harness.processes import api_process, free_port, private_redis_server, worker_process
+from harness.services import skip_or_fail
+from harness.sse import read_sse_in_background
+from tests.boot import BOOT_API_KEY, api_headers, wait_for_task
 from tests.matrix import DEFAULT_PYTHON
 from tests.projects import RenderedProjects
-from tests.services import skip_or_fail
 from tests.variants import Variant
 
 pytestmark = pytest.mark.boot

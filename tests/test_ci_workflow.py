@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.projects import PYTHON_VERSIONS
-from tests.rendering import TEMPLATE_ROOT
-from tests.services import (
+from harness.rendering import TEMPLATE_ROOT
+from harness.services import (
     POSTGRES_PORT,
     RABBITMQ_MANAGEMENT_PORT,
     RABBITMQ_PORT,
     REDIS_PORT,
     REQUIRE_SERVICES_VAR,
 )
+from tests.projects import PYTHON_VERSIONS
 from tests.shards import SHARDS
 
 WORKFLOW = TEMPLATE_ROOT / ".github" / "workflows" / "ci.yml"

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.rendering import LOWEST_DIRECT, NEWEST, RenderedProject
+from harness.services import service_urls
 from tests.matrix import DEFAULT_PYTHON
 from tests.projects import (
     PYTHON_VERSIONS,
     RenderedProjects,
     assert_suite_passes_against_services,
 )
-from tests.rendering import LOWEST_DIRECT, NEWEST, RenderedProject
-from tests.services import service_urls
 from tests.variants import BOOT_VARIANTS, Variant
 
 RABBITMQ_POSTGRESQL = next(b.variant for b in BOOT_VARIANTS if b.letter == "B")

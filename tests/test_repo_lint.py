@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.rendering import TEMPLATE_ROOT
+from harness.rendering import TEMPLATE_ROOT
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.rendering import RenderedProject
+from harness.services import service_urls
 from tests.matrix import DEFAULT_PYTHON
 from tests.projects import (
     PYTHON_VERSIONS,
@@ -23,8 +25,6 @@ from tests.projects import (
     report,
     run_suite,
 )
-from tests.rendering import RenderedProject
-from tests.services import service_urls
 from tests.variants import BOOT_VARIANTS, Variant
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.rendering import copier_answers
+from harness.rendering import copier_answers
 from tests.updating import (
     CHANGED_AT_THE_END,
     NEW,

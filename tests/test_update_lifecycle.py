@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.rendering import RenderedProject, run_in_project, uv_sync
+from harness.rendering import RenderedProject, run_in_project, uv_sync
 from tests.updating import (
     CONFLICT_GREP,
     NEW,

@@ -30,6 +30,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from harness.rendering import TEMPLATE_ROOT
 from tests.matrix import (
     CheckResult,
     SharedResults,
@@ -39,7 +40,6 @@ from tests.matrix import (
     requirements,
     run_command,
 )
-from tests.rendering import TEMPLATE_ROOT
 from tests.variants import ALL_VARIANTS, Variant
 
 ALL = pytest.mark.parametrize("variant", [pytest.param(v, id=v.id) for v in ALL_VARIANTS])

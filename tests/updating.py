@@ -14,7 +14,7 @@ from pathlib import Path
 
 import copier
 
-from tests.rendering import render, snapshot_template
+from harness.rendering import render, snapshot_template
 
 OLD, NEW = "1.0.0", "2.0.0"
 PACKAGE_DIR = "template/src/{{package_name}}"

@@ -167,7 +167,16 @@ def _without_git_index_sync() -> Iterator[None]:
 
 # Not part of the template: the repository's own tooling, environments and caches.
 _NOT_TEMPLATE = frozenset(
-    {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "tests", "bench-results"}
+    {
+        ".git",
+        ".venv",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        "tests",
+        "harness",
+        "bench-results",
+    }
 )
 
 

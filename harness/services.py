@@ -1,4 +1,4 @@
-"""Reaching the machine's services (Redis, RabbitMQ, PostgreSQL) from tests.
+"""Reaching the machine's services (Redis, RabbitMQ, PostgreSQL) from tests and the benchmark.
 
 A test that needs a service calls `require_service` first. On a developer machine an
 unreachable service skips the test with a reason that says how to start it; with
@@ -18,12 +18,23 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Protocol
 
 import pytest
 
-from tests.variants import Variant
-
 REQUIRE_SERVICES_VAR = "TEMPLATE_REQUIRE_SERVICES"
+
+
+class UsesServices(Protocol):
+    """What `service_urls` reads of a variant (tests/variants.py's `Variant`)."""
+
+    @property
+    def uses_redis(self) -> bool: ...
+    @property
+    def broker(self) -> str: ...
+    @property
+    def result_backend(self) -> str: ...
+
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
@@ -167,7 +178,7 @@ def claim_redis_databases(
 def redis_database(candidates: range = range(8, 16), lease_seconds: int = 1800) -> Iterator[str]:
     """Claim one database (8-15) of the machine's Redis for the `with` block; yield its URL.
 
-    Flushed before and after (`claim_redis_databases`; tests/boot.py's stacks use 2-7).
+    Flushed before and after (`claim_redis_databases`; `processes.redis_databases` uses 2-7).
     """
     base = require_redis()
     with claim_redis_databases(1, candidates=candidates, lease_seconds=lease_seconds) as (db,):
@@ -249,7 +260,7 @@ def postgres_database(prefix: str = "template_test") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def service_urls(variant: Variant) -> Iterator[dict[str, str]]:
+def service_urls(variant: UsesServices) -> Iterator[dict[str, str]]:
     """The variables a rendered project's integration tests read, each naming a fresh part
     of a service: REDIS_URL (a claimed database) when the variant uses Redis, RABBITMQ_URL
     (a vhost) with RabbitMQ, POSTGRES_URL (a database) with PostgreSQL."""
