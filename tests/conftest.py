@@ -9,6 +9,8 @@
 - Under xdist (`-n 2`), the boot tests of one variant go to one worker as one unit, and so
   do the static tests of variants differing only in ci (see `pytest_xdist_make_scheduler`);
   the rest are spread test by test, as `--dist load` does. Boot tests are collected first.
+- The booted stacks (tests/stack.py): `boot`, `backends`, `stack`, `worker`, `beat`, one
+  per booted variant and worker, shared by the boot modules (tests/test_boot_*.py).
 - `--shard NAME` runs one CI job's share of the suite (tests/shards.py).
 - A timing summary at the end: time per module, per booted variant, per static tool.
 """
@@ -22,12 +24,15 @@ from typing import Any
 
 import pytest
 
+from harness.processes import ServiceProcess
 from harness.rendering import TEMPLATE_ROOT
-from tests.matrix import SharedResults, VariantRenders
+from tests.boot import Backends, variant_backends
+from tests.matrix import DEFAULT_PYTHON, SharedResults, VariantRenders
 from tests.projects import RenderedProjects, shared_temp_root
 from tests.shards import add_shard_option, deselect_other_shards
+from tests.stack import Stack, boot_stack, run_beat, run_worker
 from tests.updating import build_template_versions
-from tests.variants import BOOT_VARIANTS, boot_scope, static_scope
+from tests.variants import BOOT_MODULES, BOOT_VARIANTS, BootVariant, boot_scope, static_scope
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -90,12 +95,21 @@ def shared_results(variant_renders: VariantRenders) -> SharedResults:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Only the tests of `--shard` if given (a CI job's share, tests/shards.py). Boot tests
-    first, grouped by variant (a stable sort: within a variant, the order of the file).
+    first, grouped by variant (a stable sort: within a variant, the modules in BOOT_MODULES'
+    order, each in the order of its file).
     They are the longest units of work: started first, they balance the workers best;
     grouped, each variant's stack boots once."""
     deselect_other_shards(config, items)
     order = {f"boot:{b.id}": i for i, b in enumerate(BOOT_VARIANTS)}
-    items.sort(key=lambda item: order.get(boot_scope(item.nodeid) or "", len(order)))
+    modules = {module: i for i, module in enumerate(BOOT_MODULES)}
+
+    def key(item: pytest.Item) -> tuple[int, int]:
+        scope = boot_scope(item.nodeid)
+        if scope is None:
+            return (len(order), 0)
+        return (order[scope], modules[item.nodeid.partition("::")[0]])
+
+    items.sort(key=key)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -166,6 +180,54 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         write(f"{seconds:8.1f} s  booted variant {scope.removeprefix('boot:')}")
     for kind, (count, seconds) in sorted(tools.items()):
         write(f"{seconds:8.1f} s  {int(count):5d} runs   static check: {kind}")
+
+
+# --------------------------------------------------------------------------------------
+# Booted stacks: session-scoped, so one boot per variant serves every boot module
+
+
+@pytest.fixture(scope="session")
+def boot(request: pytest.FixtureRequest) -> BootVariant:
+    """The booted variant (parametrized indirectly, at session scope, by `@each`)."""
+    assert isinstance(request.param, BootVariant)
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def backends(boot: BootVariant) -> Iterator[Backends]:
+    """The variant's own broker and result backend (checked before the slow sync)."""
+    with variant_backends(boot.variant.broker, boot.variant.result_backend) as made:
+        yield made
+
+
+@pytest.fixture(scope="session")
+def stack(
+    boot: BootVariant,
+    backends: Backends,
+    rendered_projects: RenderedProjects,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """Everything but the worker and beat, started and ready."""
+    project = rendered_projects.synced(DEFAULT_PYTHON, boot.variant)
+    logs = tmp_path_factory.mktemp(f"boot-{boot.letter}")
+    with boot_stack(boot.variant, backends, project, logs) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def worker(stack: Stack) -> Iterator[ServiceProcess]:
+    with run_worker(stack) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def beat(stack: Stack, worker: ServiceProcess) -> Iterator[ServiceProcess]:
+    with run_beat(stack) as process:
+        yield process
+
+
+# --------------------------------------------------------------------------------------
+# Update tests
 
 
 @pytest.fixture(scope="session")

@@ -100,7 +100,7 @@ INVALID_VARIANT = Variant(result_backend="postgresql", use_beat=False)
 
 
 # --------------------------------------------------------------------------------------
-# The covering set, booted end to end (tests/test_boot.py) and its suites run with
+# The covering set, booted end to end (tests/test_boot_*.py) and its suites run with
 # services (tests/test_service_suite.py).
 
 
@@ -169,7 +169,22 @@ def boot_params(
 
 
 STATIC_MODULE = "tests/test_variants_static.py"
-BOOT_MODULES = ("tests/test_boot.py",)
+# The boot tests, in the order a variant's tests run (tests/stack.py): the first need no
+# worker yet, beat's come last.
+BOOT_MODULES = tuple(
+    f"tests/test_boot_{concern}.py"
+    for concern in (
+        "endpoints",
+        "streams",
+        "cancel",
+        "bad_input",
+        "security",
+        "backends_down",
+        "rabbitmq",
+        "flower",
+        "beat",
+    )
+)
 _BOOT_ID = re.compile(r"[\[-](" + "|".join(re.escape(b.id) for b in BOOT_VARIANTS) + r")(?=[\]-])")
 
 
