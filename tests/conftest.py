@@ -26,9 +26,9 @@ import pytest
 
 from harness.processes import ServiceProcess
 from harness.rendering import TEMPLATE_ROOT
-from tests.boot import Backends, variant_backends
 from tests.matrix import DEFAULT_PYTHON, SharedResults, VariantRenders
 from tests.projects import RenderedProjects, shared_temp_root
+from tests.records import Backends, variant_backends
 from tests.shards import add_shard_option, deselect_other_shards
 from tests.stack import Stack, boot_stack, run_beat, run_worker
 from tests.updating import build_template_versions

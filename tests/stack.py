@@ -46,15 +46,9 @@ from harness.services import (
     RABBITMQ_USER,
 )
 from harness.sse import read_sse
-from tests.boot import (
-    BOOT_API_KEY,
-    JSON_CONTENT,
-    Backends,
-    SmtpSink,
-    WebhookReceiver,
-    api_headers,
-    wait_for_task,
-)
+from tests.boot import BOOT_API_KEY, JSON_CONTENT, api_headers, wait_for_task
+from tests.receivers import SmtpSink, WebhookReceiver
+from tests.records import Backends
 from tests.variants import Variant, boot_params
 
 REPORT_STEPS = 20

@@ -21,10 +21,7 @@ from harness.services import (
     RABBITMQ_USER,
     rabbitmq_api_url,
 )
-from tests.boot import (
-    JSON_CONTENT,
-    publish_raw_task,
-)
+from tests.boot import JSON_CONTENT, publish_raw_task
 from tests.stack import (
     MAX_BODY_BYTES,
     MAX_JSON_ITEMS,

@@ -13,9 +13,7 @@ import pytest
 from harness.processes import (
     ServiceProcess,
 )
-from tests.boot import (
-    PostgresResultRecords,
-)
+from tests.records import PostgresResultRecords
 from tests.stack import (
     Stack,
     each,

@@ -23,9 +23,7 @@ from harness.processes import (
     ServiceProcess,
 )
 from harness.sse import read_sse, read_sse_in_background
-from tests.boot import (
-    wait_for_task,
-)
+from tests.boot import wait_for_task
 from tests.stack import (
     FINAL_STATUSES,
     REPORT_STEPS,

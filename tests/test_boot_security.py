@@ -15,10 +15,7 @@ from harness.processes import (
     run_to_exit,
 )
 from harness.sse import read_sse
-from tests.boot import (
-    BOOT_API_KEY,
-    JSON_CONTENT,
-)
+from tests.boot import BOOT_API_KEY, JSON_CONTENT
 from tests.stack import (
     ALLOWED_ORIGIN,
     FOREIGN_ORIGIN,

@@ -13,10 +13,7 @@ from harness.processes import (
     ServiceProcess,
 )
 from harness.sse import SseEvent, follow_like_event_source, read_sse, read_sse_in_background
-from tests.boot import (
-    RedisResultRecords,
-    store_task_states,
-)
+from tests.records import RedisResultRecords, store_task_states
 from tests.stack import (
     REPORT_STEPS,
     Stack,

@@ -27,9 +27,10 @@ import pytest
 
 from harness.processes import api_process, free_port, private_redis_server, worker_process
 from harness.services import postgres_database, rabbitmq_vhost, skip_or_fail
-from tests.boot import BOOT_API_KEY, JSON_CONTENT, TcpProxy, api_headers, wait_for_task
+from tests.boot import BOOT_API_KEY, JSON_CONTENT, api_headers, wait_for_task
 from tests.matrix import DEFAULT_PYTHON
 from tests.projects import RenderedProjects
+from tests.proxy import TcpProxy
 from tests.variants import BOOT_VARIANTS, Variant
 
 pytestmark = pytest.mark.boot
