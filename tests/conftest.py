@@ -9,8 +9,9 @@
 - Under xdist (`-n 2`), the boot tests of one variant go to one worker as one unit, and so
   do the static tests of variants differing only in ci (see `pytest_xdist_make_scheduler`);
   the rest are spread test by test, as `--dist load` does. Boot tests are collected first.
-- The booted stacks (tests/stack.py): `boot`, `backends`, `stack`, `worker`, `beat`, one
-  per booted variant and worker, shared by the boot modules (tests/test_boot_*.py).
+- The booted stacks (tests/stack.py): `boot`, `stack`, `worker`, `beat`, one stack per
+  booted variant and worker, shared by the boot modules (tests/test_boot_*.py), stopped
+  after the worker's last test of its variant.
 - `--shard NAME` runs one CI job's share of the suite (tests/shards.py).
 - A timing summary at the end: time per module, per booted variant, per static tool.
 """
@@ -26,11 +27,10 @@ import pytest
 
 from harness.processes import ServiceProcess
 from harness.rendering import TEMPLATE_ROOT
-from tests.matrix import DEFAULT_PYTHON, SharedResults, VariantRenders
+from tests.matrix import SharedResults, VariantRenders
 from tests.projects import RenderedProjects, shared_temp_root
-from tests.records import Backends, variant_backends
 from tests.shards import add_shard_option, deselect_other_shards
-from tests.stack import Stack, boot_stack, run_beat, run_worker
+from tests.stack import BootedStacks, Stack
 from tests.updating import build_template_versions
 from tests.variants import BOOT_MODULES, BOOT_VARIANTS, BootVariant, boot_scope, static_scope
 
@@ -183,7 +183,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Booted stacks: session-scoped, so one boot per variant serves every boot module
+# Booted stacks: one per variant and worker, whichever boot modules its tests are in
+
+_BOOTED_STACKS = pytest.StashKey[BootedStacks]()
 
 
 @pytest.fixture(scope="session")
@@ -194,36 +196,46 @@ def boot(request: pytest.FixtureRequest) -> BootVariant:
 
 
 @pytest.fixture(scope="session")
-def backends(boot: BootVariant) -> Iterator[Backends]:
-    """The variant's own broker and result backend (checked before the slow sync)."""
-    with variant_backends(boot.variant.broker, boot.variant.result_backend) as made:
-        yield made
-
-
-@pytest.fixture(scope="session")
-def stack(
-    boot: BootVariant,
-    backends: Backends,
+def booted_stacks(
+    request: pytest.FixtureRequest,
     rendered_projects: RenderedProjects,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    """Everything but the worker and beat, started and ready."""
-    project = rendered_projects.synced(DEFAULT_PYTHON, boot.variant)
-    logs = tmp_path_factory.mktemp(f"boot-{boot.letter}")
-    with boot_stack(boot.variant, backends, project, logs) as started:
-        yield started
+) -> Iterator[BootedStacks]:
+    stacks = BootedStacks(rendered_projects, tmp_path_factory)
+    request.config.stash[_BOOTED_STACKS] = stacks
+    try:
+        yield stacks
+    finally:
+        stacks.close()
 
 
-@pytest.fixture(scope="session")
-def worker(stack: Stack) -> Iterator[ServiceProcess]:
-    with run_worker(stack) as process:
-        yield process
+@pytest.fixture
+def stack(boot: BootVariant, booted_stacks: BootedStacks) -> Stack:
+    """The variant's stack: everything but the worker and beat, started and ready."""
+    return booted_stacks.stack(boot)
 
 
-@pytest.fixture(scope="session")
-def beat(stack: Stack, worker: ServiceProcess) -> Iterator[ServiceProcess]:
-    with run_beat(stack) as process:
-        yield process
+@pytest.fixture
+def worker(stack: Stack, booted_stacks: BootedStacks) -> ServiceProcess:
+    """The stack's Celery worker, started by the first test that needs it."""
+    return booted_stacks.worker(stack)
+
+
+@pytest.fixture
+def beat(stack: Stack, booted_stacks: BootedStacks) -> ServiceProcess:
+    """celery beat (and the worker), started by the first test that needs it."""
+    return booted_stacks.beat(stack)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After a worker's last test of a booted variant, stop its stack: the tests that follow
+    (another variant's, or static ones) run without its processes."""
+    scope = boot_scope(item.nodeid)
+    if scope is None or (nextitem is not None and boot_scope(nextitem.nodeid) == scope):
+        return
+    stacks = item.config.stash.get(_BOOTED_STACKS, None)
+    if stacks is not None:
+        stacks.close()
 
 
 # --------------------------------------------------------------------------------------

@@ -8,14 +8,14 @@ webhooks, the API (uvicorn), Flower when it has Flower and, from the first test 
 needs it on, one Celery worker; beat last, for the tests of periodic tasks.
 
 Each test is generated only for the variants it applies to (`@each(applies)`), never
-skipped. The fixtures (`boot`, `backends`, `stack`, `worker`, `beat`, in conftest.py) are
-session-scoped and `boot` is parametrized at session scope, so a variant's tests run
-together, across the boot modules, and its stack boots once per worker; it stops when the
-worker moves on to another variant. Under xdist a variant's tests are one unit of work for
-one worker (conftest's scheduler). Order matters within a variant: the first tests
-(test_boot_endpoints.py) need the API up and no worker yet; beat's tests come last
-(test_boot_beat.py; its tasks write results). `BOOT_MODULES` in tests/variants.py gives the
-order of the modules.
+skipped. The fixtures (`boot`, `stack`, `worker`, `beat`, in conftest.py) are backed by
+one session-wide `BootedStacks`, and `boot` is parametrized at session scope: a variant's
+tests run together, across the boot modules, and its stack boots once per worker; it stops
+after the worker's last test of that variant. Under xdist a variant's tests are one unit
+of work for one worker (conftest's scheduler). Order matters within a variant: the first
+tests (test_boot_endpoints.py) need the API up and no worker yet; beat's tests come last
+(test_boot_beat.py; its tasks write results). `BOOT_MODULES` in tests/variants.py gives
+the order of the modules.
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ from harness.services import (
 )
 from harness.sse import read_sse
 from tests.boot import BOOT_API_KEY, JSON_CONTENT, api_headers, wait_for_task
+from tests.matrix import DEFAULT_PYTHON
+from tests.projects import RenderedProjects
 from tests.receivers import SmtpSink, WebhookReceiver
-from tests.records import Backends
-from tests.variants import Variant, boot_params
+from tests.records import Backends, variant_backends
+from tests.variants import BootVariant, Variant, boot_params
 
 REPORT_STEPS = 20
 REPORT_STEP_DELAY_SECONDS = 0.1  # a report runs 2 s: long enough to be cancelled mid-way
@@ -325,6 +327,79 @@ def run_beat(stack: Stack) -> Iterator[ServiceProcess]:
         stack.beat = process
         yield process
         stack.beat = None
+
+
+class BootedStacks:
+    """A worker's booted stack: one variant's at a time, booted when a test first asks for
+    it, its worker and beat when a test first needs them; all stopped by `close()`, when the
+    worker's next test is of another variant or no boot test (conftest.py), or at the end.
+
+    A part that failed to start fails every later test that needs it, without a new try, as
+    a fixture's error would.
+    """
+
+    def __init__(
+        self, rendered_projects: RenderedProjects, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        self._rendered_projects = rendered_projects
+        self._tmp_path_factory = tmp_path_factory
+        self._parts = contextlib.ExitStack()
+        self._boot: BootVariant | None = None
+        self._stack: Stack | None = None
+        self._failures: dict[str, BaseException] = {}
+
+    def _start(self, part: str, start: Callable[[], object]) -> None:
+        if part in self._failures:
+            raise self._failures[part]
+        try:
+            start()
+        except BaseException as error:
+            self._failures[part] = error
+            raise
+
+    def stack(self, boot: BootVariant) -> Stack:
+        """Everything but the worker and beat, started and ready."""
+        if boot != self._boot:
+            self.close()
+            self._boot = boot
+
+            def start() -> None:
+                backends = self._parts.enter_context(
+                    variant_backends(boot.variant.broker, boot.variant.result_backend)
+                )
+                project = self._rendered_projects.synced(DEFAULT_PYTHON, boot.variant)
+                logs = self._tmp_path_factory.mktemp(f"boot-{boot.letter}")
+                self._stack = self._parts.enter_context(
+                    boot_stack(boot.variant, backends, project, logs)
+                )
+
+            self._start("stack", start)
+        if "stack" in self._failures:
+            raise self._failures["stack"]
+        assert self._stack is not None
+        return self._stack
+
+    def worker(self, stack: Stack) -> ServiceProcess:
+        if stack.worker is None:
+            self._start("worker", lambda: self._parts.enter_context(run_worker(stack)))
+        assert stack.worker is not None
+        return stack.worker
+
+    def beat(self, stack: Stack) -> ServiceProcess:
+        self.worker(stack)
+        if stack.beat is None:
+            self._start("beat", lambda: self._parts.enter_context(run_beat(stack)))
+        assert stack.beat is not None
+        return stack.beat
+
+    def close(self) -> None:
+        """Stop the stack's processes and remove its backends (in the reverse order)."""
+        try:
+            self._parts.close()
+        finally:
+            self._parts = contextlib.ExitStack()
+            self._boot = self._stack = None
+            self._failures = {}
 
 
 def api_with_env(stack: Stack, name: str, **changes: str) -> tuple[ServiceProcess, str]:
