@@ -179,9 +179,9 @@ TRACES = (
     Trace(
         "broker=rabbitmq (no Redis broker)",
         lambda v: v.broker != "redis",
-        paths=r"test_redis_broker|test_message_cache|publishing/(redis|factory|message_cache)\.py$",
+        paths=r"test_redis_broker|test_message_cache|publishing/(redis|message_cache)\.py$",
         text=(
-            r"(?i)visibility_timeout|redis://[^\s\"']*/0\b|RedisPublisher|create_publisher|LPUSH"
+            r"(?i)visibility_timeout|redis://[^\s\"']*/0\b|RedisPublisher|LPUSH"
             r"|MessageCache|message cache|direct Redis publish|_dump_pydantic_arguments|_connparams"
         ),
     ),
@@ -307,6 +307,9 @@ def expected_files(variant: Variant) -> dict[str, bool]:
         f"{pkg}/main.py": True,
         f"{pkg}/config.py": True,
         f"{pkg}/celery_app.py": True,
+        f"{pkg}/_internal/broker.py": True,
+        f"{pkg}/_internal/results/backend.py": True,
+        f"{pkg}/_internal/publishing/factory.py": True,
         "Dockerfile": True,
         ".env.example": True,
         "README.md": True,
@@ -371,9 +374,17 @@ def env_example_names(tree: VariantTree) -> set[str]:
     return set(re.findall(r"(?m)^#?\s*([A-Z][A-Z0-9_]*)=", tree.read(".env.example")))
 
 
+# Settings (config.py) and the broker's and result backend's parts it inherits.
+SETTINGS_MODULES = (
+    "src/my_service/config.py",
+    "src/my_service/_internal/broker.py",
+    "src/my_service/_internal/results/backend.py",
+)
+
+
 def settings_fields(tree: VariantTree) -> set[str]:
     """Field names of the Settings class (upper-cased: the environment's names)."""
-    text = tree.read("src/my_service/config.py")
+    text = "\n".join(tree.read(path) for path in SETTINGS_MODULES)
     return {m.upper() for m in re.findall(r"(?m)^    ([a-z][a-z0-9_]*)\s*:", text)}
 
 

@@ -1,11 +1,6 @@
 """Publishing tasks to the broker from the API, without blocking its event loop."""
 
 from .base import BrokerUnavailableError, CeleryPublisher, Publisher
-{% if broker == 'redis' %}
 from .factory import create_publisher
 
 __all__ = ["BrokerUnavailableError", "CeleryPublisher", "Publisher", "create_publisher"]
-{% else %}
-
-__all__ = ["BrokerUnavailableError", "CeleryPublisher", "Publisher"]
-{% endif %}
